@@ -1,0 +1,50 @@
+//! `triage`: the command-line face of Triage. It parses arguments, calls the libraries and
+//! prints; the work lives in the `triage-*` crates.
+
+mod cmd;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Decide, for every input, how much deep-learning effort it deserves.
+#[derive(Parser)]
+#[command(name = "triage", version, about)]
+struct Cli {
+    /// Directory holding the shared zoo, datasets and network traces.
+    #[arg(
+        long,
+        global = true,
+        env = "TRIAGE_SHARED",
+        default_value = "../shared"
+    )]
+    shared: PathBuf,
+    /// More log output (-v debug, -vv trace); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Inspect and check the model zoo.
+    #[command(subcommand)]
+    Zoo(cmd::zoo::ZooCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    cmd::init_logging(cli.verbose);
+    let result = match cli.command {
+        Command::Zoo(c) => cmd::zoo::run(c, &cli.shared),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
