@@ -32,6 +32,17 @@ enum Command {
     /// Inspect and check the model zoo.
     #[command(subcommand)]
     Zoo(cmd::zoo::ZooCommand),
+    /// Measure every variant and remote option on every image of a dataset; `merge` shards;
+    /// `show` a summary.
+    Profile(cmd::profile::ProfileCommand),
+    /// Compile profiles into a schedule plan for a device and targets.
+    Compile(cmd::compile::CompileArgs),
+    /// Inspect a plan.
+    #[command(subcommand)]
+    Plan(cmd::compile::PlanCommand),
+    /// Cross-validate premodel learners on a profile.
+    #[command(subcommand)]
+    Premodel(cmd::premodel::PremodelCommand),
 }
 
 fn main() -> ExitCode {
@@ -39,6 +50,10 @@ fn main() -> ExitCode {
     cmd::init_logging(cli.verbose);
     let result = match cli.command {
         Command::Zoo(c) => cmd::zoo::run(c, &cli.shared),
+        Command::Profile(c) => cmd::profile::run(c, &cli.shared),
+        Command::Premodel(c) => cmd::premodel::run(c),
+        Command::Compile(c) => cmd::compile::run_compile(c),
+        Command::Plan(c) => cmd::compile::run_plan(c),
     };
     match result {
         Ok(code) => code,

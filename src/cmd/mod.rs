@@ -1,5 +1,8 @@
 //! One module per subcommand group, plus what they share.
 
+pub mod compile;
+pub mod premodel;
+pub mod profile;
 pub mod zoo;
 
 use std::path::{Path, PathBuf};

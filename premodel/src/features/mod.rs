@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 pub use self::correlation::{pearson, reduce_correlated};
 pub use self::image::IMAGE_FEATURE_NAMES;
-pub use self::probe::PROBE_FEATURE_NAMES;
+pub use self::probe::{probe_features, PROBE_FEATURE_NAMES};
 pub use self::resize::{downsize, working_size, WORKING_LONG_SIDE_MAX, WORKING_SHORT_SIDE};
 pub use self::standardize::Standardizer;
 use crate::error::{Error, Result};

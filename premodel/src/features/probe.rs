@@ -13,7 +13,7 @@ pub const PROBE_FEATURE_NAMES: [&str; 4] = [
 /// Writes max probability, top-1/top-2 margin, entropy (nats) and top-5 mass of `probs` into
 /// `out` (length 4). Entries that are negative or not finite are treated as zero so that a
 /// corrupted vector degrades the features instead of poisoning them with NaN.
-pub(crate) fn probe_features(probs: &[f32], out: &mut [f32; 4]) {
+pub fn probe_features(probs: &[f32], out: &mut [f32; 4]) {
     let mut top = [0f32; 5];
     let mut entropy = 0f64;
     for &p in probs {

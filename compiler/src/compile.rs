@@ -1,0 +1,573 @@
+//! The compiler proper: profile(s) + device + targets -> plan.
+//!
+//! 1. Calibrate every variant and remote option by temperature scaling, out of fold.
+//! 2. Train premodel routers (image features before any DNN; probe + image features after the
+//!    cheapest variant), with nested cross-validation so that every premodel probability used to
+//!    *select* a policy and every one used to *score* it comes from a model that never saw the
+//!    image.
+//! 3. Enumerate the policy space ([`crate::policy`]) and, per outer fold, take the Pareto
+//!    front on the training folds, apply each operating-point rule there, and score the chosen
+//!    policy on the held-out fold. Those held-out scores are the plan's expected metrics, with
+//!    bootstrap confidence intervals.
+//! 4. Apply the same rules to the front on all images to pick the policies the plan ships.
+
+use std::time::Instant;
+
+use serde::Serialize;
+use tracing::info;
+use triage_premodel::cv::kfold;
+use triage_premodel::features::FeatureSet;
+use triage_premodel::learners::LearnerKind;
+use triage_premodel::rng::SplitMix64;
+use triage_premodel::{Premodel, PremodelConfig};
+
+use crate::calibrate::calibrate;
+use crate::device::Device;
+use crate::error::{Error, Result};
+use crate::plan::{
+    Expected, OperatingPoint, Plan, PlanPremodel, PlanRemote, PlanVariant, Provenance,
+};
+use crate::policy::{enumerate, pareto, Policy, RouterKind, Rule, Step, Tables};
+use crate::profile::Profile;
+use crate::training::TrainingSet;
+
+/// What the user asks of the default operating point.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Targets {
+    /// Minimum top-1 (fraction).
+    pub accuracy: Option<f64>,
+    /// Maximum mean latency per image on the device, ms.
+    pub latency_ms: Option<f64>,
+    /// Maximum energy per image on the device, mJ.
+    pub energy_mj: Option<f64>,
+    /// Maximum cloud cost per 1,000 images, USD (local operating points cost nothing).
+    pub usd_per_1000: Option<f64>,
+}
+
+/// Compiler settings.
+#[derive(Debug, Clone)]
+pub struct CompileOptions {
+    pub folds: usize,
+    pub seed: u64,
+    /// Longest chain of local variants.
+    pub max_chain: usize,
+    /// Longest chain that is also tried with premodel routers.
+    pub max_router_chain: usize,
+    /// Premodel learner of the routers; `None` disables routers.
+    pub router_learner: Option<LearnerKind>,
+    pub targets: Targets,
+    /// Latency-budget rungs of the ladder (besides the target and most-accurate points).
+    pub ladder: usize,
+    pub bootstrap: usize,
+}
+
+impl Default for CompileOptions {
+    fn default() -> Self {
+        CompileOptions {
+            folds: 5,
+            seed: 0,
+            max_chain: 4,
+            max_router_chain: 3,
+            router_learner: Some(LearnerKind::Logistic),
+            targets: Targets::default(),
+            ladder: 8,
+            bootstrap: 1000,
+        }
+    }
+}
+
+/// A row of the compile summary.
+#[derive(Debug, Clone, Serialize)]
+pub struct Baseline {
+    pub name: String,
+    pub top1: f64,
+    pub mean_ms: f64,
+    pub energy_mj: f64,
+}
+
+/// What the compiler did, for printing.
+#[derive(Debug, Clone, Serialize)]
+pub struct CompileReport {
+    pub n_images: usize,
+    pub n_policies: usize,
+    pub seconds: f64,
+    /// Every single variant (decode included), on the device.
+    pub singles: Vec<Baseline>,
+    /// The oracle (cheapest correct variant, decode included).
+    pub oracle: Baseline,
+    /// Cross-validated mean AUC of each router premodel.
+    pub router_auc: Vec<(String, f64)>,
+}
+
+fn folds_train(folds: &[Vec<usize>], skip: &[usize]) -> Vec<usize> {
+    folds
+        .iter()
+        .enumerate()
+        .filter(|(g, _)| !skip.contains(g))
+        .flat_map(|(_, f)| f.iter().copied())
+        .collect()
+}
+
+/// Combines profiles of the same zoo and settings (e.g. shards, or several datasets) into
+/// one list of images.
+pub fn combine(mut profiles: Vec<Profile>) -> Result<Profile> {
+    let mut first = profiles
+        .drain(..1)
+        .next()
+        .ok_or_else(|| Error::InvalidArgument("no profile given".into()))?;
+    for p in profiles {
+        let h = &first.header;
+        if h.zoo_fingerprint != p.header.zoo_fingerprint
+            || h.variants != p.header.variants
+            || h.remote != p.header.remote
+            || h.feature_names != p.header.feature_names
+        {
+            return Err(Error::Mismatch(
+                "profiles of different zoos, variants, remote options or features cannot be compiled together".into(),
+            ));
+        }
+        let offset = first.images.len() as u32;
+        first.images.extend(p.images.into_iter().map(|mut i| {
+            i.index += offset;
+            i
+        }));
+    }
+    Ok(first)
+}
+
+fn router_config(kind: RouterKind, learner: LearnerKind) -> PremodelConfig {
+    let set = match kind {
+        RouterKind::Start => FeatureSet::Image,
+        RouterKind::AfterProbe => FeatureSet::ImageAndProbe,
+    };
+    PremodelConfig::new(set, learner.default_params())
+}
+
+/// Fits on `train`, predicts `test` into `out` (`[i * nv + v]`).
+fn fit_predict(
+    cfg: &PremodelConfig,
+    t: &TrainingSet,
+    train: &[usize],
+    test: &[usize],
+    seed: u64,
+    out: &mut [f32],
+) -> Result<()> {
+    let x = t.features(cfg.feature_set);
+    let m = Premodel::fit(
+        cfg,
+        &x.select_rows(train),
+        &t.correctness.select_rows(train),
+        seed,
+    )?;
+    let nv = t.correctness.n_variants();
+    for &i in test {
+        m.predict_proba_into(x.row(i), &mut out[i * nv..(i + 1) * nv])?;
+    }
+    Ok(())
+}
+
+fn bootstrap_ci(values: &[f64], b: usize, seed: u64) -> (f64, f64) {
+    let n = values.len();
+    if n == 0 || b == 0 {
+        return (0.0, 0.0);
+    }
+    let mut rng = SplitMix64::new(seed);
+    let mut means: Vec<f64> = (0..b)
+        .map(|_| {
+            (0..n)
+                .map(|_| values[(rng.next_u64() % n as u64) as usize])
+                .sum::<f64>()
+                / n as f64
+        })
+        .collect();
+    means.sort_by(f64::total_cmp);
+    let q = |p: f64| means[((p * (b - 1) as f64).round() as usize).min(b - 1)];
+    (q(0.025), q(0.975))
+}
+
+/// Out-of-fold expected metrics from per-image steps (host ms).
+fn expected(steps: &[Step], device: &Device, b: usize, seed: u64) -> Expected {
+    let scale = device.compute.latency_scale;
+    let right: Vec<f64> = steps
+        .iter()
+        .map(|s| f64::from(u8::from(s.correct)))
+        .collect();
+    let ms: Vec<f64> = steps.iter().map(|s| s.ms * scale).collect();
+    let n = steps.len().max(1) as f64;
+    let mean_ms = ms.iter().sum::<f64>() / n;
+    let stats = crate::profile::LatencyStats::from_samples(&ms);
+    Expected {
+        top1: right.iter().sum::<f64>() / n,
+        top1_ci95: bootstrap_ci(&right, b, seed),
+        mean_ms,
+        mean_ms_ci95: bootstrap_ci(&ms, b, seed ^ 1),
+        p95_ms: stats.p95_ms,
+        energy_mj: steps.iter().map(|s| device.compute_mj(s.ms)).sum::<f64>() / n,
+        usd_per_1000: 0.0,
+        upload_kb: 0.0,
+    }
+}
+
+/// Compiles `profile` for `device`. `say` receives progress lines.
+pub fn compile(
+    profile: &Profile,
+    profile_hashes: Vec<String>,
+    device: &Device,
+    opts: &CompileOptions,
+    say: &dyn Fn(&str),
+) -> Result<(Plan, CompileReport)> {
+    let start = Instant::now();
+    let t = TrainingSet::from_profile(profile)?;
+    let n = t.len();
+    let nv = t.order.len();
+    if n < opts.folds.max(2) * 2 {
+        return Err(Error::InvalidArgument(format!(
+            "{n} usable images are too few for {}-fold cross-validation",
+            opts.folds
+        )));
+    }
+    if nv > 12 {
+        return Err(Error::InvalidArgument(format!(
+            "{nv} variants: at most 12 are supported"
+        )));
+    }
+    let folds = kfold(n, opts.folds, opts.seed)?;
+    let images: Vec<_> = t.rows.iter().map(|&r| &profile.images[r]).collect();
+    let labels: Vec<usize> = images.iter().map(|i| usize::from(i.label)).collect();
+    let measured: Vec<_> = images.iter().filter_map(|i| i.measured()).collect();
+
+    // 1. Calibration, out of fold.
+    say("calibrating");
+    let mut calibration = Vec::new();
+    let mut probs: Vec<Vec<Vec<f32>>> = Vec::with_capacity(nv);
+    let mut temperatures = Vec::with_capacity(nv);
+    for (col, &v) in t.order.iter().enumerate() {
+        let logits: Vec<Vec<f32>> = measured.iter().map(|m| m.local[v].logits_f32()).collect();
+        let refs: Vec<&[f32]> = logits.iter().map(Vec::as_slice).collect();
+        let (cal, row_t) = calibrate(&t.names[col], &refs, &labels, &folds);
+        probs.push(
+            refs.iter()
+                .zip(&row_t)
+                .map(|(z, &tt)| triage_zoo::logits::softmax(z, tt as f32))
+                .collect(),
+        );
+        temperatures.push(cal.temperature);
+        calibration.push(cal);
+    }
+    let mut remote = Vec::new();
+    for (r, opt) in profile.header.remote.iter().enumerate() {
+        let logits: Vec<Vec<f32>> = measured
+            .iter()
+            .map(|m| m.remote[r].prediction.logits_f32())
+            .collect();
+        let refs: Vec<&[f32]> = logits.iter().map(Vec::as_slice).collect();
+        let (cal, _) = calibrate(&opt.name(), &refs, &labels, &folds);
+        let top1 = measured
+            .iter()
+            .zip(&labels)
+            .filter(|(m, &y)| m.remote[r].prediction.top1() == y)
+            .count() as f64
+            / n as f64;
+        let server_ms = opt
+            .servers
+            .iter()
+            .filter_map(|s| profile.variant_index(s))
+            .map(|v| {
+                profile.costs.variants[v].latency.median_ms + profile.costs.variants[v].prep_ms
+            })
+            .sum();
+        remote.push(PlanRemote {
+            name: opt.name(),
+            servers: opt.servers.clone(),
+            shorter_side: opt.shorter_side,
+            quality: opt.quality,
+            temperature: cal.temperature,
+            mean_upload_bytes: measured
+                .iter()
+                .map(|m| f64::from(m.remote[r].upload_bytes))
+                .sum::<f64>()
+                / n as f64,
+            top1,
+            server_ms,
+        });
+        calibration.push(cal);
+    }
+
+    let stage_ms: Vec<f64> = t
+        .order
+        .iter()
+        .map(|&v| profile.costs.variants[v].latency.median_ms + profile.costs.variants[v].prep_ms)
+        .collect();
+    let base_ms: Vec<f64> = measured
+        .iter()
+        .map(|m| f64::from(m.decode_us) / 1e3)
+        .collect();
+    let features_ms: Vec<f64> = measured
+        .iter()
+        .map(|m| f64::from(m.features_us) / 1e3)
+        .collect();
+    say("building replay tables");
+    let base_tables = Tables::new(&probs, &labels, base_ms, features_ms, stage_ms.clone());
+
+    // 2. Routers, with nested cross-validation.
+    let kinds: Vec<RouterKind> = if opts.router_learner.is_some() {
+        vec![RouterKind::Start, RouterKind::AfterProbe]
+    } else {
+        Vec::new()
+    };
+    let mut oof_tables = base_tables.clone();
+    let mut inner_tables: Vec<Tables> = vec![base_tables.clone(); folds.len()];
+    let mut router_auc = Vec::new();
+    let mut premodels = Vec::new();
+    if let Some(learner) = opts.router_learner {
+        for (ki, &kind) in kinds.iter().enumerate() {
+            let cfg = router_config(kind, learner);
+            say(&format!(
+                "training router premodel {} ({:?})",
+                cfg.label(),
+                kind
+            ));
+            let mut oof = vec![0f32; n * nv];
+            for (f, test) in folds.iter().enumerate() {
+                let train = folds_train(&folds, &[f]);
+                fit_predict(&cfg, &t, &train, test, opts.seed ^ (f as u64 + 1), &mut oof)?;
+                let mut inner = vec![0f32; n * nv];
+                for (g, inner_test) in folds.iter().enumerate() {
+                    if g == f {
+                        continue;
+                    }
+                    let inner_train = folds_train(&folds, &[f, g]);
+                    fit_predict(
+                        &cfg,
+                        &t,
+                        &inner_train,
+                        inner_test,
+                        opts.seed ^ ((f * 31 + g) as u64 + 7),
+                        &mut inner,
+                    )?;
+                }
+                inner_tables[f].router_p[ki] = Some(inner);
+            }
+            let aucs: Vec<f64> = (0..nv)
+                .filter_map(|v| {
+                    let p: Vec<f32> = (0..n).map(|i| oof[i * nv + v]).collect();
+                    let l: Vec<bool> = (0..n).map(|i| t.correctness.get(i, v)).collect();
+                    triage_premodel::cv::roc_auc(&p, &l)
+                })
+                .collect();
+            router_auc.push((
+                cfg.label(),
+                aucs.iter().sum::<f64>() / aucs.len().max(1) as f64,
+            ));
+            oof_tables.router_p[ki] = Some(oof);
+            let full = Premodel::fit(&cfg, t.features(cfg.feature_set), &t.correctness, opts.seed)?;
+            premodels.push(PlanPremodel {
+                router: kind,
+                label: cfg.label(),
+                feature_set_version: full.feature_set_version(),
+                bytes: full.to_bytes()?,
+            });
+        }
+    }
+
+    // 3. The rules of the ladder. Latency budgets depend only on measured costs.
+    let scale = device.compute.latency_scale;
+    let mean_decode = oof_tables.base_ms.iter().sum::<f64>() / n as f64;
+    let (lo, hi) = (mean_decode + stage_ms[0], mean_decode + stage_ms[nv - 1]);
+    let mut rules: Vec<(String, Rule)> = (0..opts.ladder)
+        .map(|k| {
+            let f = k as f64 / (opts.ladder.max(2) - 1) as f64;
+            let ms = lo * (hi / lo).powf(f);
+            (
+                format!("budget-{:.0}ms", ms * scale),
+                Rule::LatencyAtMost(ms),
+            )
+        })
+        .collect();
+    rules.push(("match-best".into(), Rule::MatchBestSingle(0.003)));
+    rules.push(("most-accurate".into(), Rule::MostAccurate));
+    let target_rule = {
+        let tg = &opts.targets;
+        let mut bound = f64::INFINITY;
+        if let Some(l) = tg.latency_ms {
+            bound = bound.min(l / scale);
+        }
+        if let Some(e) = tg.energy_mj {
+            bound = bound.min(e / (scale * device.compute.active_w));
+        }
+        if let Some(a) = tg.accuracy {
+            Some(Rule::AccuracyAtLeast(a))
+        } else if bound.is_finite() {
+            Some(Rule::LatencyAtMost(bound))
+        } else {
+            None
+        }
+    };
+    if let Some(r) = target_rule {
+        rules.push(("target".into(), r));
+    }
+
+    let policies = enumerate(nv, opts.max_chain, opts.max_router_chain, &kinds);
+    say(&format!(
+        "searching {} policies on {} folds",
+        policies.len(),
+        folds.len()
+    ));
+    let single_best = |tables: &Tables, imgs: &[usize]| -> f64 {
+        (0..nv)
+            .map(|v| {
+                tables
+                    .score(
+                        &Policy {
+                            chain: vec![v],
+                            thresholds: vec![],
+                            ensemble: false,
+                            router: None,
+                        },
+                        imgs,
+                    )
+                    .0
+            })
+            .fold(0.0, f64::max)
+    };
+    // Per rule, per image: the held-out step.
+    let mut oof_steps: Vec<Vec<Option<Step>>> = vec![vec![None; n]; rules.len()];
+    for (f, test) in folds.iter().enumerate() {
+        let train = folds_train(&folds, &[f]);
+        let front = pareto(&inner_tables[f], &policies, &train);
+        let best = single_best(&inner_tables[f], &train);
+        for (r, (_, rule)) in rules.iter().enumerate() {
+            // An unsatisfiable rule falls back to the fastest policy (budgets) or the most
+            // accurate one (accuracy targets).
+            let pick = rule.pick(&front, best).or_else(|| match rule {
+                Rule::LatencyAtMost(_) => front.first(),
+                _ => front.last(),
+            });
+            if let Some(s) = pick {
+                let pol = &policies[s.index];
+                for &i in test {
+                    oof_steps[r][i] = Some(oof_tables.step(pol, i));
+                }
+            }
+        }
+        say(&format!("fold {}/{} done", f + 1, folds.len()));
+    }
+
+    // 4. The shipped policies: the same rules on all images.
+    let all: Vec<usize> = (0..n).collect();
+    let front = pareto(&oof_tables, &policies, &all);
+    let best = single_best(&oof_tables, &all);
+    let mut points = Vec::new();
+    for (r, (name, rule)) in rules.iter().enumerate() {
+        let Some(s) = rule.pick(&front, best).or_else(|| match rule {
+            Rule::LatencyAtMost(_) => front.first(),
+            _ => front.last(),
+        }) else {
+            continue;
+        };
+        let steps: Vec<Step> = oof_steps[r].iter().flatten().copied().collect();
+        if steps.len() != n {
+            continue;
+        }
+        points.push(OperatingPoint {
+            name: name.clone(),
+            rule: *rule,
+            policy: policies[s.index].clone(),
+            expected: expected(
+                &steps,
+                device,
+                opts.bootstrap,
+                opts.seed.wrapping_add(r as u64),
+            ),
+            in_sample_top1: s.top1,
+            in_sample_ms: s.ms * scale,
+        });
+    }
+    points.sort_by(|a, b| a.expected.mean_ms.total_cmp(&b.expected.mean_ms));
+    // Identical rules can pick identical policies; keep one point per policy.
+    points.dedup_by(|a, b| a.policy == b.policy);
+    let default_point = points
+        .iter()
+        .position(|p| p.name == "target")
+        .or_else(|| points.iter().position(|p| p.name == "match-best"))
+        .unwrap_or(points.len().saturating_sub(1));
+
+    let singles = (0..nv)
+        .map(|v| {
+            let ms: Vec<f64> = (0..n)
+                .map(|i| oof_tables.base_ms[i] + stage_ms[v])
+                .collect();
+            let mean = ms.iter().sum::<f64>() / n as f64;
+            Baseline {
+                name: t.names[v].clone(),
+                top1: (0..n).filter(|&i| t.correctness.get(i, v)).count() as f64 / n as f64,
+                mean_ms: mean * scale,
+                energy_mj: device.compute_mj(mean),
+            }
+        })
+        .collect();
+    let oracle_ms = (0..n)
+        .map(|i| oof_tables.base_ms[i] + stage_ms[t.correctness.oracle_choice(i)])
+        .sum::<f64>()
+        / n as f64;
+    let oracle = Baseline {
+        name: "oracle".into(),
+        top1: (0..n)
+            .filter(|&i| t.correctness.cheapest_correct(i).is_some())
+            .count() as f64
+            / n as f64,
+        mean_ms: oracle_ms * scale,
+        energy_mj: device.compute_mj(oracle_ms),
+    };
+
+    let plan = Plan {
+        provenance: Provenance {
+            tool_version: env!("CARGO_PKG_VERSION").to_string(),
+            created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            profiles: profile_hashes,
+            dataset_identity: profile.header.dataset.identity.clone(),
+            n_images: n,
+            folds: folds.len(),
+            seed: opts.seed,
+            zoo_fingerprint: profile.header.zoo_fingerprint.clone(),
+        },
+        device: device.clone(),
+        variants: t
+            .order
+            .iter()
+            .zip(&temperatures)
+            .map(|(&v, &temperature)| {
+                let info = &profile.header.variants[v];
+                let c = &profile.costs.variants[v];
+                PlanVariant {
+                    name: info.name.clone(),
+                    sha256: info.sha256.clone(),
+                    input_size: info.input_size,
+                    temperature,
+                    median_ms: c.latency.median_ms,
+                    prep_ms: c.prep_ms,
+                }
+            })
+            .collect(),
+        remote,
+        premodels,
+        points,
+        default_point,
+        calibration,
+    };
+    plan.validate().map_err(Error::InvalidArgument)?;
+    let report = CompileReport {
+        n_images: n,
+        n_policies: policies.len(),
+        seconds: start.elapsed().as_secs_f64(),
+        singles,
+        oracle,
+        router_auc,
+    };
+    info!(
+        "compiled {} operating points in {:.1} s",
+        plan.points.len(),
+        report.seconds
+    );
+    Ok((plan, report))
+}

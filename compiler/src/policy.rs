@@ -1,0 +1,436 @@
+//! The policy space the compiler searches, and how a policy is replayed on profiled images.
+//!
+//! A [`Policy`] is a *chain* of variants in increasing cost. The image enters at the first
+//! stage (or wherever a premodel router sends it), each stage runs its variant, and the
+//! answer is accepted when the calibrated confidence reaches the stage's threshold; otherwise
+//! the next stage runs. With `ensemble`, a stage decides on (and answers with) the average of
+//! the calibrated probabilities of every variant run so far, so a cascade's later stages reuse
+//! what the earlier ones already paid for. Optional routers use the premodel:
+//!
+//! * [`RouterKind::Start`]: before any DNN, a premodel on image features picks the first
+//!   stage whose variant it predicts correct with probability >= `min_prob` (Taylor et al.,
+//!   LCTES 2018, with the cascade as a safety net);
+//! * [`RouterKind::AfterProbe`]: after the first stage (the cheapest variant) declines, a
+//!   premodel on its softmax plus image features picks which later stage to jump to, so a
+//!   hopeless image does not walk through every middle stage.
+//!
+//! Replay is exact with respect to the profile: confidences and correctness come from the
+//! recorded logits, costs from the measured latencies.
+
+use serde::{Deserialize, Serialize};
+
+/// How a premodel router is used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RouterKind {
+    /// Premodel on image features, before the first stage.
+    Start,
+    /// Premodel on probe + image features, after the first stage declines.
+    AfterProbe,
+}
+
+/// A premodel router.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Router {
+    pub kind: RouterKind,
+    /// Go to the first stage whose predicted P(correct) reaches this.
+    pub min_prob: f32,
+}
+
+/// One local policy. Variant indices are columns in cost order (cheapest first).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Policy {
+    pub chain: Vec<usize>,
+    /// Acceptance thresholds on calibrated confidence, one per stage but the last.
+    pub thresholds: Vec<f32>,
+    pub ensemble: bool,
+    pub router: Option<Router>,
+}
+
+/// Per-image tables a replay needs. Variant columns are in cost order; subsets of variants are
+/// bit masks over those columns.
+#[derive(Debug, Clone)]
+pub struct Tables {
+    pub n: usize,
+    pub nv: usize,
+    /// Per image: decode time (ms), the fixed cost of every policy.
+    pub base_ms: Vec<f64>,
+    /// Per image: premodel feature extraction time (ms).
+    pub features_ms: Vec<f64>,
+    /// Per variant: preprocessing + inference (ms).
+    pub stage_ms: Vec<f64>,
+    /// `[i * 2^nv + mask]`: calibrated confidence of the ensemble of `mask` on image `i`.
+    pub conf: Vec<f32>,
+    /// `[i * 2^nv + mask]`: whether that ensemble's top-1 is right.
+    pub ok: Vec<bool>,
+    /// Per router kind: `[i * nv + v]` predicted P(variant v correct), out of fold.
+    pub router_p: [Option<Vec<f32>>; 2],
+}
+
+/// The outcome of a policy on one image.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Step {
+    pub correct: bool,
+    pub ms: f64,
+    /// Mask of the variants that ran.
+    pub ran: u32,
+}
+
+impl Tables {
+    /// Builds the confidence/correctness tables from calibrated probabilities
+    /// `probs[v][i]` (cost-order variant `v`, image `i`) and labels.
+    pub fn new(
+        probs: &[Vec<Vec<f32>>],
+        labels: &[usize],
+        base_ms: Vec<f64>,
+        features_ms: Vec<f64>,
+        stage_ms: Vec<f64>,
+    ) -> Self {
+        let nv = probs.len();
+        let n = labels.len();
+        let nm = 1usize << nv;
+        let mut conf = vec![0f32; n * nm];
+        let mut ok = vec![false; n * nm];
+        let mut acc = vec![0f32; triage_zoo::NUM_CLASSES];
+        for i in 0..n {
+            for mask in 1..nm {
+                acc.iter_mut().for_each(|a| *a = 0.0);
+                let k = mask.count_ones() as f32;
+                for (v, pv) in probs.iter().enumerate() {
+                    if mask & (1 << v) != 0 {
+                        for (a, &p) in acc.iter_mut().zip(&pv[i]) {
+                            *a += p / k;
+                        }
+                    }
+                }
+                let top = triage_zoo::logits::argmax(&acc);
+                conf[i * nm + mask] = acc[top];
+                ok[i * nm + mask] = top == labels[i];
+            }
+        }
+        Tables {
+            n,
+            nv,
+            base_ms,
+            features_ms,
+            stage_ms,
+            conf,
+            ok,
+            router_p: [None, None],
+        }
+    }
+
+    fn router_probs(&self, kind: RouterKind, i: usize) -> Option<&[f32]> {
+        let idx = match kind {
+            RouterKind::Start => 0,
+            RouterKind::AfterProbe => 1,
+        };
+        self.router_p[idx]
+            .as_ref()
+            .map(|p| &p[i * self.nv..(i + 1) * self.nv])
+    }
+
+    /// Replays `policy` on image `i`.
+    pub fn step(&self, policy: &Policy, i: usize) -> Step {
+        let nm = 1usize << self.nv;
+        let chain = &policy.chain;
+        let last = chain.len() - 1;
+        let mut ms = self.base_ms[i];
+        let mut mask = 0u32;
+        let mut s = 0;
+        let jump = |from: usize, p: &[f32], min_prob: f32| -> usize {
+            (from..=last)
+                .find(|&k| p[chain[k]] >= min_prob)
+                .unwrap_or(last)
+        };
+        if let Some(r) = policy.router.filter(|r| r.kind == RouterKind::Start) {
+            if let Some(p) = self.router_probs(RouterKind::Start, i) {
+                ms += self.features_ms[i];
+                s = jump(0, p, r.min_prob);
+            }
+        }
+        loop {
+            let v = chain[s];
+            mask |= 1 << v;
+            ms += self.stage_ms[v];
+            if s == last {
+                break;
+            }
+            let key = if policy.ensemble {
+                mask as usize
+            } else {
+                1 << v
+            };
+            if self.conf[i * nm + key] >= policy.thresholds[s] {
+                break;
+            }
+            s = match policy.router.filter(|r| r.kind == RouterKind::AfterProbe) {
+                Some(r) if s == 0 => match self.router_probs(RouterKind::AfterProbe, i) {
+                    Some(p) => {
+                        ms += self.features_ms[i];
+                        jump(1, p, r.min_prob)
+                    }
+                    None => 1,
+                },
+                _ => s + 1,
+            };
+        }
+        let v = chain[s];
+        let key = if policy.ensemble {
+            mask as usize
+        } else {
+            1 << v
+        };
+        Step {
+            correct: self.ok[i * nm + key],
+            ms,
+            ran: mask,
+        }
+    }
+
+    /// Mean top-1 and mean latency of `policy` over `images`.
+    pub fn score(&self, policy: &Policy, images: &[usize]) -> (f64, f64) {
+        let mut right = 0usize;
+        let mut ms = 0.0;
+        for &i in images {
+            let s = self.step(policy, i);
+            right += usize::from(s.correct);
+            ms += s.ms;
+        }
+        let n = images.len().max(1) as f64;
+        (right as f64 / n, ms / n)
+    }
+}
+
+/// Threshold values the search tries.
+pub const THRESHOLDS: [f32; 14] = [
+    0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 0.995,
+];
+/// Coarser threshold grid for chains of four or more stages, which keeps the search space
+/// (and the compile time) bounded.
+pub const COARSE_THRESHOLDS: [f32; 7] = [0.5, 0.7, 0.85, 0.9, 0.95, 0.98, 0.99];
+/// Router probability levels the search tries.
+pub const ROUTER_PROBS: [f32; 5] = [0.5, 0.6, 0.7, 0.8, 0.9];
+
+/// Every policy of the search space over `nv` cost-ordered variants: chains of up to
+/// `max_len` variants with every threshold combination, with and without ensembling, and the
+/// routed variants of chains up to `max_router_len` long (when router tables exist).
+pub fn enumerate(
+    nv: usize,
+    max_len: usize,
+    max_router_len: usize,
+    routers: &[RouterKind],
+) -> Vec<Policy> {
+    let mut out = Vec::new();
+    for mask in 1u32..(1 << nv) {
+        let chain: Vec<usize> = (0..nv).filter(|v| mask & (1 << v) != 0).collect();
+        if chain.len() > max_len {
+            continue;
+        }
+        let stages = chain.len() - 1;
+        let grid: &[f32] = if chain.len() >= 4 {
+            &COARSE_THRESHOLDS
+        } else {
+            &THRESHOLDS
+        };
+        let mut combos: Vec<Vec<f32>> = vec![Vec::new()];
+        for _ in 0..stages {
+            combos = combos
+                .into_iter()
+                .flat_map(|c| {
+                    grid.iter().map(move |&t| {
+                        let mut c = c.clone();
+                        c.push(t);
+                        c
+                    })
+                })
+                .collect();
+        }
+        for thresholds in combos {
+            for ensemble in [false, true] {
+                if stages == 0 && ensemble {
+                    continue;
+                }
+                let base = Policy {
+                    chain: chain.clone(),
+                    thresholds: thresholds.clone(),
+                    ensemble,
+                    router: None,
+                };
+                if chain.len() >= 2 && chain.len() <= max_router_len {
+                    for &kind in routers {
+                        if kind == RouterKind::AfterProbe && (chain[0] != 0 || chain.len() < 3) {
+                            continue;
+                        }
+                        for &min_prob in &ROUTER_PROBS {
+                            out.push(Policy {
+                                router: Some(Router { kind, min_prob }),
+                                ..base.clone()
+                            });
+                        }
+                    }
+                }
+                out.push(base);
+            }
+        }
+    }
+    out
+}
+
+/// A policy with its (accuracy, mean latency) on some image set.
+#[derive(Debug, Clone)]
+pub struct Scored {
+    pub index: usize,
+    pub top1: f64,
+    pub ms: f64,
+}
+
+/// The Pareto front (max accuracy, min latency) of `policies` on `images`, sorted by latency.
+pub fn pareto(tables: &Tables, policies: &[Policy], images: &[usize]) -> Vec<Scored> {
+    use rayon::prelude::*;
+    let mut scored: Vec<Scored> = policies
+        .par_iter()
+        .enumerate()
+        .map(|(index, p)| {
+            let (top1, ms) = tables.score(p, images);
+            Scored { index, top1, ms }
+        })
+        .collect();
+    scored.sort_by(|a, b| a.ms.total_cmp(&b.ms).then(b.top1.total_cmp(&a.top1)));
+    let mut front: Vec<Scored> = Vec::new();
+    for s in scored {
+        if front.last().is_none_or(|f| s.top1 > f.top1 + 1e-12) {
+            front.push(s);
+        }
+    }
+    front
+}
+
+/// How an operating point is chosen from a front; applied the same way on training folds
+/// (for out-of-fold estimates) and on all data (for the plan).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub enum Rule {
+    /// Most accurate policy whose mean latency is at most this many ms.
+    LatencyAtMost(f64),
+    /// Fastest policy whose accuracy is at least this fraction.
+    AccuracyAtLeast(f64),
+    /// The most accurate policy.
+    MostAccurate,
+    /// Fastest policy whose accuracy is at least that of the most accurate single variant on
+    /// the same images minus this many points (fraction, e.g. 0.003).
+    MatchBestSingle(f64),
+}
+
+impl Rule {
+    /// Picks from a latency-sorted Pareto front; `None` when nothing satisfies the rule.
+    /// `best_single` is the top-1 of the most accurate single variant on the same images.
+    pub fn pick<'a>(&self, front: &'a [Scored], best_single: f64) -> Option<&'a Scored> {
+        match *self {
+            Rule::LatencyAtMost(ms) => front.iter().rev().find(|s| s.ms <= ms),
+            Rule::AccuracyAtLeast(a) => front.iter().find(|s| s.top1 >= a),
+            Rule::MostAccurate => front.last(),
+            Rule::MatchBestSingle(minus) => {
+                front.iter().find(|s| s.top1 >= best_single - minus - 1e-12)
+            }
+        }
+    }
+
+    /// Short description for tables.
+    pub fn describe(&self) -> String {
+        match *self {
+            Rule::LatencyAtMost(ms) => format!("latency <= {ms:.1} ms"),
+            Rule::AccuracyAtLeast(a) => format!("top-1 >= {:.1}%", 100.0 * a),
+            Rule::MostAccurate => "most accurate".into(),
+            Rule::MatchBestSingle(m) => format!("best single - {:.1} pt", 100.0 * m),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Three variants; images 0..4. Variant 0 is right on even images with high confidence,
+    /// variant 2 is right everywhere.
+    fn tables() -> Tables {
+        let n = 4;
+        let mut probs = vec![vec![vec![0f32; 1000]; n]; 3];
+        let labels = vec![1usize, 2, 3, 4];
+        for i in 0..n {
+            let (c0, p0) = if i % 2 == 0 {
+                (labels[i], 0.95)
+            } else {
+                (999, 0.5)
+            };
+            probs[0][i][c0] = p0;
+            probs[1][i][if i == 1 { labels[i] } else { 998 }] = 0.6;
+            probs[2][i][labels[i]] = 0.8;
+        }
+        Tables::new(
+            &probs,
+            &labels,
+            vec![1.0; n],
+            vec![0.1; n],
+            vec![1.0, 5.0, 20.0],
+        )
+    }
+
+    #[test]
+    fn a_cascade_accepts_confident_answers_and_escalates_the_rest() {
+        let t = tables();
+        let p = Policy {
+            chain: vec![0, 2],
+            thresholds: vec![0.9],
+            ensemble: false,
+            router: None,
+        };
+        let steps: Vec<Step> = (0..4).map(|i| t.step(&p, i)).collect();
+        assert!(steps.iter().all(|s| s.correct));
+        assert_eq!(steps[0].ms, 2.0);
+        assert_eq!(steps[1].ms, 22.0);
+        assert_eq!(steps[1].ran, 0b101);
+        assert_eq!(t.score(&p, &[0, 1, 2, 3]), (1.0, 12.0));
+    }
+
+    #[test]
+    fn routers_skip_stages() {
+        let mut t = tables();
+        // The start router believes variant 2 is needed for odd images only.
+        let mut p = vec![0f32; 4 * 3];
+        for i in 0..4 {
+            p[i * 3] = if i % 2 == 0 { 0.9 } else { 0.1 };
+            p[i * 3 + 2] = 0.9;
+        }
+        t.router_p[0] = Some(p);
+        let policy = Policy {
+            chain: vec![0, 1, 2],
+            thresholds: vec![0.9, 0.9],
+            ensemble: false,
+            router: Some(Router {
+                kind: RouterKind::Start,
+                min_prob: 0.5,
+            }),
+        };
+        let s1 = t.step(&policy, 1);
+        assert_eq!(s1.ran, 0b100);
+        assert!((s1.ms - 21.1).abs() < 1e-9);
+        assert!(s1.correct);
+        assert_eq!(t.step(&policy, 0).ran, 0b001);
+    }
+
+    #[test]
+    fn the_front_is_sorted_and_nondominated() {
+        let t = tables();
+        let policies = enumerate(3, 3, 0, &[]);
+        assert!(policies.len() > 100);
+        let front = pareto(&t, &policies, &[0, 1, 2, 3]);
+        for w in front.windows(2) {
+            assert!(w[0].ms <= w[1].ms && w[0].top1 < w[1].top1);
+        }
+        let best = Rule::MostAccurate.pick(&front, 1.0).unwrap();
+        assert_eq!(best.top1, 1.0);
+        assert!(best.ms <= 12.0 + 1e-9, "{best:?}");
+        assert!(Rule::AccuracyAtLeast(1.1).pick(&front, 1.0).is_none());
+        let matched = Rule::MatchBestSingle(0.0).pick(&front, 1.0).unwrap();
+        assert_eq!(matched.ms, best.ms);
+    }
+}
