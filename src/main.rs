@@ -32,6 +32,9 @@ enum Command {
     /// Inspect and check the model zoo.
     #[command(subcommand)]
     Zoo(cmd::zoo::ZooCommand),
+    /// Derive datasets: ImageNet-C-style corrupted copies.
+    #[command(subcommand)]
+    Data(cmd::data::DataCommand),
     /// Measure every variant and remote option on every image of a dataset; `merge` shards;
     /// `show` a summary.
     Profile(cmd::profile::ProfileCommand),
@@ -50,6 +53,7 @@ fn main() -> ExitCode {
     cmd::init_logging(cli.verbose);
     let result = match cli.command {
         Command::Zoo(c) => cmd::zoo::run(c, &cli.shared),
+        Command::Data(c) => cmd::data::run(c, &cli.shared),
         Command::Profile(c) => cmd::profile::run(c, &cli.shared),
         Command::Premodel(c) => cmd::premodel::run(c),
         Command::Compile(c) => cmd::compile::run_compile(c),

@@ -1,6 +1,7 @@
 //! One module per subcommand group, plus what they share.
 
 pub mod compile;
+pub mod data;
 pub mod premodel;
 pub mod profile;
 pub mod zoo;

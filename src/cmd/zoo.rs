@@ -102,7 +102,10 @@ fn check(args: CheckArgs, shared: &Path) -> Result<ExitCode> {
         anyhow::bail!("zoo {} failed its sha256 check", zoo_dir.display());
     }
     let data = args.data.open(shared)?;
-    let is_reference = data.identity() == DEV_SET_IDENTITY;
+    // A derived copy (e.g. `triage data corrupt` output) keeps the file list and labels but
+    // not the pixels: it is not the reference set.
+    let is_reference =
+        data.identity() == DEV_SET_IDENTITY && !data.root().join("corruption.toml").exists();
     let variants: Vec<_> = zoo.variants().iter().collect();
     let bar = super::progress(data.len() as u64, "scoring", args.json);
     let base = args.data.decode_options();

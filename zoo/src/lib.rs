@@ -13,6 +13,7 @@
 //!
 //! Nothing here knows about profiles, plans or budgets.
 
+pub mod corrupt;
 pub mod dataset;
 pub mod decode;
 pub mod engine;
