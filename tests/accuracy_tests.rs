@@ -112,7 +112,10 @@ fn scaled_decoding_keeps_predictions_of_the_smallest_variant() {
     // `triage zoo check --decode per-variant` measures 44.4% against 45.1%) and that the
     // answers stay close.
     // Only JPEGs whose shorter side is at least twice 146 px can be decoded at 1/2 scale.
-    assert!(reduced >= 3, "only {reduced}/{n} images were decoded at reduced scale");
+    assert!(
+        reduced >= 3,
+        "only {reduced}/{n} images were decoded at reduced scale"
+    );
     assert_eq!(
         kept_in_top5, n,
         "a full-decode answer left the scaled top-5"
