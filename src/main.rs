@@ -46,6 +46,10 @@ enum Command {
     /// Cross-validate premodel learners on a profile.
     #[command(subcommand)]
     Premodel(cmd::premodel::PremodelCommand),
+    /// Serve zoo variants over the Open Inference Protocol v2 (KServe/Triton) REST API.
+    Serve(cmd::serve::ServeArgs),
+    /// Proxy TCP through an emulated cellular link replaying a mahimahi trace.
+    Netem(cmd::netem::NetemArgs),
 }
 
 fn main() -> ExitCode {
@@ -58,6 +62,8 @@ fn main() -> ExitCode {
         Command::Premodel(c) => cmd::premodel::run(c),
         Command::Compile(c) => cmd::compile::run_compile(c),
         Command::Plan(c) => cmd::compile::run_plan(c),
+        Command::Serve(c) => cmd::serve::run(c, &cli.shared),
+        Command::Netem(c) => cmd::netem::run(c, &cli.shared),
     };
     match result {
         Ok(code) => code,

@@ -6,3 +6,32 @@
 //! offload to a remote server, while pacing an energy budget and a cloud-cost budget and
 //! adapting to the network conditions it measures. It also holds the server side of
 //! offloading (the Open Inference Protocol v2 endpoint behind `triage serve`).
+//!
+//! What is here so far, the parts of offloading that the plan executor builds on:
+//!
+//! - [`remote`]: [`RemoteClient`], a blocking Open Inference Protocol v2 client for any
+//!   conforming server (Triton, KServe, `triage serve`) with deadlines, bounded retries, a
+//!   circuit breaker, validated replies, typed errors and per-call timings;
+//! - [`network`]: [`NetworkEstimator`], uplink throughput and RTT from recent transfers
+//!   (windowed median), with staleness so the caller knows when to probe;
+//! - [`link`]: [`LinkEmulator`], a loopback TCP proxy replaying mahimahi cellular traces, to
+//!   test all of the above over a realistic link without kernel traffic shaping;
+//! - [`server`] (feature `server`, on by default): the v2 REST server on axum/tokio, with a
+//!   bounded worker pool, back-pressure, Prometheus metrics and graceful shutdown;
+//! - [`v2`]: the wire format both sides share.
+//!
+//! Applications that only offload can drop the server and its async stack with
+//! `default-features = false`.
+
+pub mod link;
+pub mod network;
+pub mod remote;
+#[cfg(feature = "server")]
+pub mod server;
+pub mod v2;
+
+pub use link::{LinkConfig, LinkEmulator, Trace};
+pub use network::{NetworkEstimate, NetworkEstimator};
+pub use remote::{Payload, RemoteClient, RemoteConfig, RemoteError, RemoteReply, RemoteTiming};
+#[cfg(feature = "server")]
+pub use server::{ServeConfig, ServeError, ServerHandle};

@@ -2,8 +2,10 @@
 
 pub mod compile;
 pub mod data;
+pub mod netem;
 pub mod premodel;
 pub mod profile;
+pub mod serve;
 pub mod zoo;
 
 use std::path::{Path, PathBuf};
