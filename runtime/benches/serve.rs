@@ -216,13 +216,58 @@ fn main() {
         lat[lat.len() - 1]
     );
 
+    // 2a. Where a single served request's time goes (server-reported compute and queueing).
+    let mut parts: Vec<(f64, f64, f64)> = (0..20)
+        .map(|_| {
+            let r = one
+                .infer_tensor(MODEL, &input, Instant::now() + Duration::from_secs(10))
+                .unwrap_or_else(|e| panic!("{e}"));
+            let ms = |d: Option<Duration>| d.map_or(f64::NAN, |d| d.as_secs_f64() * 1e3);
+            (
+                r.timing.wall.as_secs_f64() * 1e3,
+                ms(r.timing.server_compute),
+                ms(r.timing.server_queue),
+            )
+        })
+        .collect();
+    parts.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let (w, c, q) = parts[parts.len() / 2];
+    println!(
+        "one served FP32 request (median of 20): wall {w:.2} ms = server compute {c:.2} ms + queue {q:.2} ms + {:.2} ms HTTP/transfer",
+        w - c - q
+    );
+
+    // 2b. The hardware's own ceiling: `workers` threads running the model back to back
+    // in-process, no server (two vCPUs may share a physical core or memory bandwidth).
+    let local_rate = {
+        let end = Instant::now() + Duration::from_secs_f64(secs.min(3.0));
+        let count = Arc::new(AtomicUsize::new(0));
+        std::thread::scope(|s| {
+            for _ in 0..workers {
+                let (count, input) = (count.clone(), input.clone());
+                s.spawn(move || {
+                    while Instant::now() < end {
+                        let _ = v.run(&input);
+                        count.fetch_add(1, Ordering::Relaxed);
+                    }
+                });
+            }
+        });
+        count.load(Ordering::Relaxed) as f64 / secs.min(3.0)
+    };
+    println!(
+        "local, {workers} threads, no server: {local_rate:.1} images/s = {:.2} x ideal",
+        local_rate / ideal
+    );
+
     // 3. Saturation.
     let (done, busy) = saturate(&url, &input, 2 * workers, secs);
     let rate = done as f64 / secs;
     println!(
-        "saturation ({} clients, {secs} s): {rate:.1} images/s = {:.2} x ideal ({busy} busy replies)",
+        "saturation ({} clients, {secs} s): {rate:.1} images/s = {:.2} x ideal = {:.2} x local {workers}-thread ({busy} busy replies)",
         2 * workers,
-        rate / ideal
+        rate / ideal,
+        rate / local_rate
     );
 
     // 4. Open loop at 80% of the ideal rate.

@@ -123,6 +123,8 @@ fn a_good_reply_is_validated_and_timed_and_the_request_is_triton_shaped() {
     let seen2 = seen.clone();
     let f = fake(move |mut s, _| {
         if let Some(req) = read_request(&mut s) {
+            // Recorded before replying: the client checks it as soon as it has the reply.
+            *seen2.lock().unwrap() = Some(req);
             let body = logits_json("m1", &[1, 1000], 1000);
             respond(
                 &mut s,
@@ -130,7 +132,6 @@ fn a_good_reply_is_validated_and_timed_and_the_request_is_triton_shaped() {
                 "content-type: application/json\r\n",
                 &body,
             );
-            *seen2.lock().unwrap() = Some(req);
         }
     });
     let c = client(f.addr, RemoteConfig::default());
