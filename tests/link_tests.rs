@@ -2,9 +2,11 @@
 //! time the trace predicts, the RTT adds its delay, and an offloaded inference through the
 //! emulated link is timed and learnt by the network estimator.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,21 +17,8 @@ use triage_runtime::remote::{RemoteClient, RemoteConfig};
 use triage_runtime::server::{ServeConfig, ServerHandle};
 use triage_zoo::{DecodeOptions, Zoo};
 
-/// `$TRIAGE_SHARED`, else `../shared` beside the repository root (as tests/common does).
-fn shared() -> PathBuf {
-    let p = std::env::var_os("TRIAGE_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared"));
-    assert!(
-        p.join("zoo/zoo.toml").is_file(),
-        "shared data not found at {} (set TRIAGE_SHARED)",
-        p.display()
-    );
-    p
-}
-
 fn trace(name: &str) -> Trace {
-    Trace::load(&shared().join("network-traces").join(name)).unwrap()
+    Trace::load(&common::shared().join("network-traces").join(name)).unwrap()
 }
 
 /// Tolerance of a measured delivery time against the trace's prediction: thread wake-ups on
@@ -134,7 +123,7 @@ fn downlink_bytes_and_the_rtt_take_the_time_the_trace_predicts() {
 
 #[test]
 fn offloading_through_the_emulated_link_is_timed_and_learnt() {
-    let zoo = Arc::new(Zoo::open(shared().join("zoo")).unwrap());
+    let zoo = Arc::new(Zoo::open(common::shared().join("zoo")).unwrap());
     let model = "mobilenet_v1_025_128";
     let mut config = ServeConfig::new(vec![model.to_string()]);
     config.workers = 1;
@@ -169,8 +158,12 @@ fn offloading_through_the_emulated_link_is_timed_and_learnt() {
         "n01443537_goldfish.JPEG",
         "n01484850_great_white_shark.JPEG",
     ] {
-        let jpeg =
-            std::fs::read(shared().join("datasets/imagenet-sample/images").join(name)).unwrap();
+        let jpeg = std::fs::read(
+            common::shared()
+                .join("datasets/imagenet-sample/images")
+                .join(name),
+        )
+        .unwrap();
         let start_ms = link.trace_ms(Instant::now());
         let reply = client.infer_image(model, &jpeg, deadline()).unwrap();
         let img = triage_zoo::decode_bytes(&jpeg, Path::new(name), &opts).unwrap();

@@ -1,10 +1,12 @@
 //! `triage serve` in process on 127.0.0.1:0 with the real zoo and real images: answers equal
 //! local execution, the v2 endpoints and errors, back-pressure, metrics, graceful shutdown.
 
+mod common;
+
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Barrier, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -15,27 +17,19 @@ use triage_zoo::{DecodeOptions, Logits, Zoo};
 const SMALL: &str = "mobilenet_v1_025_128";
 const BIG: &str = "efficientnet_lite2";
 
-/// `$TRIAGE_SHARED`, else `../shared` beside the repository root (as tests/common does).
-fn shared() -> PathBuf {
-    let p = std::env::var_os("TRIAGE_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared"));
-    assert!(
-        p.join("zoo/zoo.toml").is_file(),
-        "shared data not found at {} (set TRIAGE_SHARED)",
-        p.display()
-    );
-    p
-}
-
 fn image(name: &str) -> Vec<u8> {
-    std::fs::read(shared().join("datasets/imagenet-sample/images").join(name)).unwrap()
+    std::fs::read(
+        common::shared()
+            .join("datasets/imagenet-sample/images")
+            .join(name),
+    )
+    .unwrap()
 }
 
 /// One zoo for the tests of this file, so that each model is loaded once.
 fn zoo() -> Arc<Zoo> {
     static ZOO: OnceLock<Arc<Zoo>> = OnceLock::new();
-    ZOO.get_or_init(|| Arc::new(Zoo::open(shared().join("zoo")).unwrap()))
+    ZOO.get_or_init(|| Arc::new(Zoo::open(common::shared().join("zoo")).unwrap()))
         .clone()
 }
 
@@ -288,7 +282,7 @@ fn probabilities_are_the_softmax_of_the_logits() {
 #[test]
 fn health_metadata_and_readiness_follow_the_protocol() {
     // A fresh zoo: the big model is not loaded yet when the server starts.
-    let fresh = Arc::new(Zoo::open(shared().join("zoo")).unwrap());
+    let fresh = Arc::new(Zoo::open(common::shared().join("zoo")).unwrap());
     let server = start(fresh, &[BIG, SMALL], |_| {});
     let addr = server.addr();
     assert_eq!(http(addr, "GET", "/v2/health/live", &[], b"").status, 200);
@@ -650,7 +644,7 @@ fn the_cli_serves_until_sigterm_and_exits_cleanly() {
             "--workers",
             "1",
         ])
-        .env("TRIAGE_SHARED", shared())
+        .env("TRIAGE_SHARED", common::shared())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()

@@ -138,12 +138,7 @@ pub fn calibrate(
     let n = logits.len();
     let mut row_t = vec![1.0; n];
     for (f, test) in folds.iter().enumerate() {
-        let train: Vec<usize> = folds
-            .iter()
-            .enumerate()
-            .filter(|&(g, _)| g != f)
-            .flat_map(|(_, idx)| idx.iter().copied())
-            .collect();
+        let train = triage_premodel::cv::train_indices(folds, &[f]);
         let tl: Vec<&[f32]> = train.iter().map(|&i| logits[i]).collect();
         let ty: Vec<usize> = train.iter().map(|&i| labels[i]).collect();
         let t = fit_temperature(&tl, &ty);

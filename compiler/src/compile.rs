@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 use tracing::info;
-use triage_premodel::cv::kfold;
+use triage_premodel::cv::{kfold, train_indices};
 use triage_premodel::features::FeatureSet;
 use triage_premodel::learners::LearnerKind;
 use triage_premodel::rng::SplitMix64;
@@ -27,7 +27,7 @@ use crate::error::{Error, Result};
 use crate::plan::{
     Expected, OperatingPoint, Plan, PlanPremodel, PlanRemote, PlanVariant, Provenance,
 };
-use crate::policy::{enumerate, pareto, Policy, RouterKind, Rule, Step, Tables};
+use crate::policy::{enumerate, pareto, Policy, RouterKind, Rule, Scored, Step, Tables};
 use crate::profile::Profile;
 use crate::training::TrainingSet;
 
@@ -99,15 +99,6 @@ pub struct CompileReport {
     pub router_auc: Vec<(String, f64)>,
 }
 
-fn folds_train(folds: &[Vec<usize>], skip: &[usize]) -> Vec<usize> {
-    folds
-        .iter()
-        .enumerate()
-        .filter(|(g, _)| !skip.contains(g))
-        .flat_map(|(_, f)| f.iter().copied())
-        .collect()
-}
-
 /// Combines profiles of the same zoo and settings (e.g. shards, or several datasets) into
 /// one list of images.
 pub fn combine(mut profiles: Vec<Profile>) -> Result<Profile> {
@@ -133,6 +124,15 @@ pub fn combine(mut profiles: Vec<Profile>) -> Result<Profile> {
         }));
     }
     Ok(first)
+}
+
+/// `rule.pick`, except that an unsatisfiable rule falls back to the fastest policy (budgets)
+/// or the most accurate one (accuracy targets), so every rule yields a point.
+fn pick_or_fallback<'a>(rule: &Rule, front: &'a [Scored], best_single: f64) -> Option<&'a Scored> {
+    rule.pick(front, best_single).or_else(|| match rule {
+        Rule::LatencyAtMost(_) => front.first(),
+        _ => front.last(),
+    })
 }
 
 fn router_config(kind: RouterKind, learner: LearnerKind) -> PremodelConfig {
@@ -329,14 +329,14 @@ pub fn compile(
             ));
             let mut oof = vec![0f32; n * nv];
             for (f, test) in folds.iter().enumerate() {
-                let train = folds_train(&folds, &[f]);
+                let train = train_indices(&folds, &[f]);
                 fit_predict(&cfg, &t, &train, test, opts.seed ^ (f as u64 + 1), &mut oof)?;
                 let mut inner = vec![0f32; n * nv];
                 for (g, inner_test) in folds.iter().enumerate() {
                     if g == f {
                         continue;
                     }
-                    let inner_train = folds_train(&folds, &[f, g]);
+                    let inner_train = train_indices(&folds, &[f, g]);
                     fit_predict(
                         &cfg,
                         &t,
@@ -433,17 +433,11 @@ pub fn compile(
     // Per rule, per image: the held-out step.
     let mut oof_steps: Vec<Vec<Option<Step>>> = vec![vec![None; n]; rules.len()];
     for (f, test) in folds.iter().enumerate() {
-        let train = folds_train(&folds, &[f]);
+        let train = train_indices(&folds, &[f]);
         let front = pareto(&inner_tables[f], &policies, &train);
         let best = single_best(&inner_tables[f], &train);
         for (r, (_, rule)) in rules.iter().enumerate() {
-            // An unsatisfiable rule falls back to the fastest policy (budgets) or the most
-            // accurate one (accuracy targets).
-            let pick = rule.pick(&front, best).or_else(|| match rule {
-                Rule::LatencyAtMost(_) => front.first(),
-                _ => front.last(),
-            });
-            if let Some(s) = pick {
+            if let Some(s) = pick_or_fallback(rule, &front, best) {
                 let pol = &policies[s.index];
                 for &i in test {
                     oof_steps[r][i] = Some(oof_tables.step(pol, i));
@@ -459,10 +453,7 @@ pub fn compile(
     let best = single_best(&oof_tables, &all);
     let mut points = Vec::new();
     for (r, (name, rule)) in rules.iter().enumerate() {
-        let Some(s) = rule.pick(&front, best).or_else(|| match rule {
-            Rule::LatencyAtMost(_) => front.first(),
-            _ => front.last(),
-        }) else {
+        let Some(s) = pick_or_fallback(rule, &front, best) else {
             continue;
         };
         let steps: Vec<Step> = oof_steps[r].iter().flatten().copied().collect();

@@ -44,6 +44,17 @@ pub fn kfold(n: usize, k: usize, seed: u64) -> Result<Vec<Vec<usize>>> {
     Ok(folds)
 }
 
+/// Every index of `folds` except those of the folds numbered in `skip`: the training rows
+/// when the skipped folds are held out.
+pub fn train_indices(folds: &[Vec<usize>], skip: &[usize]) -> Vec<usize> {
+    folds
+        .iter()
+        .enumerate()
+        .filter(|(g, _)| !skip.contains(g))
+        .flat_map(|(_, idx)| idx.iter().copied())
+        .collect()
+}
+
 /// Cross-validation settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CvOptions {
@@ -155,12 +166,7 @@ pub fn cross_validate(
     for config in configs {
         let mut oof = Matrix::zeros(n, nv);
         for (f, test) in folds.iter().enumerate() {
-            let train: Vec<usize> = folds
-                .iter()
-                .enumerate()
-                .filter(|&(g, _)| g != f)
-                .flat_map(|(_, idx)| idx.iter().copied())
-                .collect();
+            let train = train_indices(&folds, &[f]);
             let fold_seed = SplitMix64::derive(opts.seed, f as u64 + 1).next_u64();
             let model = Premodel::fit(
                 config,
