@@ -24,6 +24,10 @@ use triage_premodel::{Premodel, PremodelConfig};
 use crate::calibrate::calibrate;
 use crate::device::Device;
 use crate::error::{Error, Result};
+use crate::offload::{
+    choose, evaluate, representative, Cell, CellExpected, Limits, LocalOutcome, Network,
+    OffloadTable, RemoteColumn, RTT_MS_EDGES, UP_MBPS_EDGES,
+};
 use crate::plan::{
     Expected, OperatingPoint, Plan, PlanPremodel, PlanRemote, PlanVariant, Provenance,
 };
@@ -59,6 +63,10 @@ pub struct CompileOptions {
     /// Latency-budget rungs of the ladder (besides the target and most-accurate points).
     pub ladder: usize,
     pub bootstrap: usize,
+    /// Build offloading tables (when the profile has remote options).
+    pub offload: bool,
+    /// Radio of the offloading tables; default `lte` when the device has it.
+    pub offload_link: Option<String>,
 }
 
 impl Default for CompileOptions {
@@ -72,6 +80,8 @@ impl Default for CompileOptions {
             targets: Targets::default(),
             ladder: 8,
             bootstrap: 1000,
+            offload: true,
+            offload_link: None,
         }
     }
 }
@@ -432,12 +442,14 @@ pub fn compile(
     };
     // Per rule, per image: the held-out step.
     let mut oof_steps: Vec<Vec<Option<Step>>> = vec![vec![None; n]; rules.len()];
+    let mut fold_picks: Vec<Vec<Option<usize>>> = vec![vec![None; folds.len()]; rules.len()];
     for (f, test) in folds.iter().enumerate() {
         let train = train_indices(&folds, &[f]);
         let front = pareto(&inner_tables[f], &policies, &train);
         let best = single_best(&inner_tables[f], &train);
         for (r, (_, rule)) in rules.iter().enumerate() {
             if let Some(s) = pick_or_fallback(rule, &front, best) {
+                fold_picks[r][f] = Some(s.index);
                 let pol = &policies[s.index];
                 for &i in test {
                     oof_steps[r][i] = Some(oof_tables.step(pol, i));
@@ -447,7 +459,57 @@ pub fn compile(
         say(&format!("fold {}/{} done", f + 1, folds.len()));
     }
 
-    // 4. The shipped policies: the same rules on all images.
+    // 4. Offloading tables need the best single variant's latency as the default limit.
+    let best_single_ms = (0..nv)
+        .max_by(|&a, &b| {
+            let acc = |v: usize| (0..n).filter(|&i| t.correctness.get(i, v)).count();
+            acc(a).cmp(&acc(b)).then(b.cmp(&a))
+        })
+        .map_or(0.0, |v| (mean_decode + stage_ms[v]) * scale);
+    let offload_ctx = if opts.offload && !remote.is_empty() {
+        let link = match &opts.offload_link {
+            Some(l) if device.radio.contains_key(l) => l.clone(),
+            Some(l) => {
+                return Err(Error::InvalidArgument(format!(
+                    "device {} has no radio '{l}'",
+                    device.name
+                )))
+            }
+            None if device.radio.contains_key("lte") => "lte".to_string(),
+            None => device.radio.keys().next().cloned().unwrap_or_default(),
+        };
+        let cols = (0..remote.len())
+            .map(|r| RemoteColumn {
+                ok: measured
+                    .iter()
+                    .zip(&labels)
+                    .map(|(m, &y)| m.remote[r].prediction.top1() == y)
+                    .collect(),
+                upload_bytes: measured
+                    .iter()
+                    .map(|m| f64::from(m.remote[r].upload_bytes))
+                    .collect(),
+                encode_ms: measured
+                    .iter()
+                    .map(|m| f64::from(m.remote[r].encode_us) / 1e3 * scale)
+                    .collect(),
+                server_ms: remote[r].server_ms * device.server.latency_scale,
+                usd: device.server_usd(remote[r].server_ms),
+            })
+            .collect();
+        say("building offloading tables");
+        Some(OffloadContext {
+            device,
+            link,
+            cols,
+            best_single_ms,
+            targets: opts.targets.clone(),
+        })
+    } else {
+        None
+    };
+
+    // 5. The shipped policies: the same rules on all images.
     let all: Vec<usize> = (0..n).collect();
     let front = pareto(&oof_tables, &policies, &all);
     let best = single_best(&oof_tables, &all);
@@ -460,9 +522,23 @@ pub fn compile(
         if steps.len() != n {
             continue;
         }
+        let offload = match &offload_ctx {
+            Some(ctx) => ctx.table(
+                rule,
+                &policies,
+                s.index,
+                &fold_picks[r],
+                &oof_steps[r],
+                &oof_tables,
+                &inner_tables,
+                &folds,
+            ),
+            None => None,
+        };
         points.push(OperatingPoint {
             name: name.clone(),
             rule: *rule,
+            offload,
             policy: policies[s.index].clone(),
             expected: expected(
                 &steps,
@@ -561,4 +637,142 @@ pub fn compile(
         report.seconds
     );
     Ok((plan, report))
+}
+
+/// What building the offloading tables of every point needs.
+struct OffloadContext<'a> {
+    device: &'a Device,
+    link: String,
+    cols: Vec<RemoteColumn>,
+    /// Mean device latency of the most accurate single variant, ms.
+    best_single_ms: f64,
+    targets: Targets,
+}
+
+impl OffloadContext<'_> {
+    /// The latency limit of a point: its own latency budget, or for accuracy-driven rules the
+    /// latency of the most accurate single variant (offloading must not be slower than
+    /// running that model locally), or the user's latency target.
+    fn limits(&self, rule: &Rule) -> Limits {
+        let scale = self.device.compute.latency_scale;
+        let latency_ms = match *rule {
+            Rule::LatencyAtMost(ms) => ms * scale,
+            _ => self.targets.latency_ms.unwrap_or(self.best_single_ms),
+        };
+        Limits {
+            latency_ms,
+            energy_mj: self.targets.energy_mj,
+            usd_per_1000: self.targets.usd_per_1000,
+        }
+    }
+
+    fn outcome(&self, s: &Step) -> LocalOutcome {
+        LocalOutcome {
+            correct: s.correct,
+            conf: s.conf,
+            ms: s.ms * self.device.compute.latency_scale,
+            energy_mj: self.device.compute_mj(s.ms),
+        }
+    }
+
+    /// The table of one point. Each cell's choice is made on training folds with that fold's
+    /// policy and scored on the held-out fold (the cell's expected metrics), then made again
+    /// on all images with the shipped policy (the cell's decision).
+    #[allow(clippy::too_many_arguments)]
+    fn table(
+        &self,
+        rule: &Rule,
+        policies: &[Policy],
+        shipped: usize,
+        fold_picks: &[Option<usize>],
+        oof_steps: &[Option<Step>],
+        oof_tables: &Tables,
+        inner_tables: &[Tables],
+        folds: &[Vec<usize>],
+    ) -> Option<OffloadTable> {
+        let n = oof_steps.len();
+        let limits = self.limits(rule);
+        let held_out: Vec<LocalOutcome> = oof_steps
+            .iter()
+            .map(|s| s.as_ref().map(|s| self.outcome(s)))
+            .collect::<Option<Vec<_>>>()?;
+        let all: Vec<usize> = (0..n).collect();
+        let shipped_local: Vec<LocalOutcome> = all
+            .iter()
+            .map(|&i| self.outcome(&oof_tables.step(&policies[shipped], i)))
+            .collect();
+        let fold_local: Vec<Option<Vec<LocalOutcome>>> = fold_picks
+            .iter()
+            .enumerate()
+            .map(|(f, pick)| {
+                pick.map(|p| {
+                    all.iter()
+                        .map(|&i| self.outcome(&inner_tables[f].step(&policies[p], i)))
+                        .collect()
+                })
+            })
+            .collect();
+        let (n_up, n_rtt) = (UP_MBPS_EDGES.len() + 1, RTT_MS_EDGES.len() + 1);
+        let mut cells = Vec::with_capacity(n_up * n_rtt);
+        for u in 0..n_up {
+            for r in 0..n_rtt {
+                let net = Network {
+                    device: self.device,
+                    link: &self.link,
+                    up_mbps: representative(&UP_MBPS_EDGES, u),
+                    rtt_ms: representative(&RTT_MS_EDGES, r),
+                };
+                let Some((option, below)) = choose(&shipped_local, &self.cols, &net, &limits, &all)
+                else {
+                    cells.push(None);
+                    continue;
+                };
+                // Out of fold: per fold, the choice made on the other folds, applied to the
+                // held-out images (staying local where that choice was to stay local).
+                let mut sum = [0f64; 6];
+                for (f, test) in folds.iter().enumerate() {
+                    let train = train_indices(folds, &[f]);
+                    let choice = fold_local[f]
+                        .as_ref()
+                        .and_then(|l| choose(l, &self.cols, &net, &limits, &train));
+                    let (col, thr) = match choice {
+                        Some((o, b)) => (&self.cols[o], b),
+                        None => (&self.cols[option], 0.0),
+                    };
+                    let e = evaluate(&held_out, col, thr, &net, test);
+                    let w = test.len() as f64;
+                    for (acc, x) in sum.iter_mut().zip([
+                        e.top1,
+                        e.mean_ms,
+                        e.energy_mj,
+                        e.usd_per_1000,
+                        e.upload_kb,
+                        e.offload_rate,
+                    ]) {
+                        *acc += x * w;
+                    }
+                }
+                let nn = n.max(1) as f64;
+                cells.push(Some(Cell {
+                    option,
+                    below,
+                    expected: CellExpected {
+                        top1: sum[0] / nn,
+                        mean_ms: sum[1] / nn,
+                        energy_mj: sum[2] / nn,
+                        usd_per_1000: sum[3] / nn,
+                        upload_kb: sum[4] / nn,
+                        offload_rate: sum[5] / nn,
+                    },
+                }));
+            }
+        }
+        Some(OffloadTable {
+            link: self.link.clone(),
+            up_mbps_edges: UP_MBPS_EDGES.to_vec(),
+            rtt_ms_edges: RTT_MS_EDGES.to_vec(),
+            latency_limit_ms: limits.latency_ms,
+            cells,
+        })
+    }
 }

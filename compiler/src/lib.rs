@@ -12,6 +12,8 @@
 //!   policy on profiled images;
 //! - [`compile`]: nested cross-validated policy search that yields a ladder of operating
 //!   points with out-of-fold expected accuracy, latency and energy under a [`device`] profile;
+//! - [`offload`]: per operating point, a table by uplink bandwidth and RTT of when and how to
+//!   offload to a server (confidence-based offloading x DeepDecision);
 //! - [`plan`]: the versioned plan file the runtime executes.
 //!
 //! Files are written in the self-checking container of [`records`]. Nothing here runs at
@@ -21,6 +23,7 @@ pub mod calibrate;
 pub mod compile;
 pub mod device;
 pub mod error;
+pub mod offload;
 pub mod plan;
 pub mod policy;
 pub mod profile;

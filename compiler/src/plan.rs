@@ -14,11 +14,12 @@ use sha2::{Digest, Sha256};
 use crate::calibrate::Calibration;
 use crate::device::Device;
 use crate::error::{Error, Result};
+use crate::offload::OffloadTable;
 use crate::policy::{Policy, RouterKind, Rule};
 use crate::records;
 
 pub const MAGIC: &[u8; 8] = b"TRIAGEPL";
-pub const SCHEMA: u32 = 1;
+pub const SCHEMA: u32 = 2;
 const KIND_PLAN: u8 = 1;
 
 /// A zoo variant the plan may run, in cost order (policies index this list).
@@ -81,6 +82,8 @@ pub struct OperatingPoint {
     /// for the policy stored here).
     pub rule: Rule,
     pub policy: Policy,
+    /// When and where to offload after the local policy, by network condition.
+    pub offload: Option<OffloadTable>,
     /// Out-of-fold estimate of what this rule achieves on unseen images.
     pub expected: Expected,
     /// The same policy scored on all profiled images (in-sample; for reference only).
@@ -179,6 +182,19 @@ impl Plan {
                 .all(|x| x.is_finite())
             {
                 return Err(format!("point {}: non-finite expectation", p.name));
+            }
+            if let Some(t) = &p.offload {
+                if !t.latency_limit_ms.is_finite() {
+                    return Err(format!("point {}: offload latency limit", p.name));
+                }
+                if !self.device.radio.contains_key(&t.link) {
+                    return Err(format!(
+                        "point {}: offload radio '{}' not in device",
+                        p.name, t.link
+                    ));
+                }
+                t.validate(self.remote.len())
+                    .map_err(|m| format!("point {}: offload table: {m}", p.name))?;
             }
         }
         for m in &self.premodels {

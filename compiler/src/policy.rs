@@ -73,6 +73,9 @@ pub struct Step {
     pub ms: f64,
     /// Mask of the variants that ran.
     pub ran: u32,
+    /// Calibrated confidence of the answer (of the ensemble, for ensembling policies): what a
+    /// confidence-based offloading rule looks at after the local chain.
+    pub conf: f32,
 }
 
 impl Tables {
@@ -184,6 +187,7 @@ impl Tables {
             correct: self.ok[i * nm + key],
             ms,
             ran: mask,
+            conf: self.conf[i * nm + key],
         }
     }
 

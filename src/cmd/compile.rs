@@ -42,6 +42,12 @@ pub struct CompileArgs {
     /// Longest cascade searched.
     #[arg(long, default_value_t = 4)]
     max_chain: usize,
+    /// Radio whose power model the offloading tables use (default: lte).
+    #[arg(long)]
+    link: Option<String>,
+    /// Local-only plan: no offloading tables even when the profile has remote options.
+    #[arg(long)]
+    no_offload: bool,
     /// Output plan.
     #[arg(long, default_value = "out/plan.triage")]
     out: PathBuf,
@@ -91,6 +97,8 @@ pub fn run_compile(args: CompileArgs) -> Result<ExitCode> {
             energy_mj: args.energy_mj,
             usd_per_1000: args.usd_per_1000,
         },
+        offload: !args.no_offload,
+        offload_link: args.link.clone(),
         ..CompileOptions::default()
     };
     let quiet = args.json;
@@ -278,5 +286,66 @@ fn render(plan: &Plan, report: Option<&CompileReport>) -> String {
             describe(plan, &p.policy)
         );
     }
+    render_offload(plan, &mut s);
     s
+}
+
+/// The offloading table of every point that offloads somewhere: per uplink bucket (rows) and
+/// RTT bucket (columns), the remote option index and the confidence below which it is used.
+fn render_offload(plan: &Plan, s: &mut String) {
+    use std::fmt::Write;
+    for p in &plan.points {
+        let Some(t) = p.offload.as_ref().filter(|t| t.ever_offloads()) else {
+            continue;
+        };
+        let _ = writeln!(
+            s,
+            "\noffloading of {} over {} (mean latency limit {:.1} ms); cell = option<threshold:",
+            p.name, t.link, t.latency_limit_ms
+        );
+        let edges = |e: &[f64], unit: &str| -> Vec<String> {
+            (0..=e.len())
+                .map(|b| match b {
+                    0 => format!("<{}{unit}", e[0]),
+                    b if b == e.len() => format!(">={}{unit}", e[b - 1]),
+                    b => format!("{}-{}{unit}", e[b - 1], e[b]),
+                })
+                .collect()
+        };
+        let _ = write!(s, "  {:<14}", "up \\ rtt");
+        for h in edges(&t.rtt_ms_edges, "ms") {
+            let _ = write!(s, "{h:>11}");
+        }
+        let _ = writeln!(s);
+        for (u, label) in edges(&t.up_mbps_edges, "Mb/s").iter().enumerate() {
+            let _ = write!(s, "  {label:<14}");
+            for r in 0..t.n_rtt() {
+                let cell = t.cells.get(u * t.n_rtt() + r).copied().flatten();
+                let text = cell.map_or("local".to_string(), |c| {
+                    format!("{}<{:.2}", c.option, c.below)
+                });
+                let _ = write!(s, "{text:>11}");
+            }
+            let _ = writeln!(s);
+        }
+        let best = t
+            .cells
+            .iter()
+            .flatten()
+            .max_by(|a, b| a.expected.top1.total_cmp(&b.expected.top1));
+        if let Some(c) = best {
+            let e = &c.expected;
+            let _ = writeln!(
+                s,
+                "  best cell (out of fold): top-1 {:.2}%, {:.1} ms, {:.1} mJ, ${:.4}/1000, {:.1} kB up, {:.0}% offloaded via {}",
+                100.0 * e.top1,
+                e.mean_ms,
+                e.energy_mj,
+                e.usd_per_1000,
+                e.upload_kb,
+                100.0 * e.offload_rate,
+                plan.remote.get(c.option).map_or("?", |r| r.name.as_str())
+            );
+        }
+    }
 }
