@@ -620,6 +620,8 @@ pub fn compile(
         premodels,
         points,
         default_point,
+        decode_ms: mean_decode,
+        features_ms: oof_tables.features_ms.iter().sum::<f64>() / n as f64,
         calibration,
     };
     plan.validate().map_err(Error::InvalidArgument)?;

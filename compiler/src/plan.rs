@@ -117,6 +117,10 @@ pub struct Plan {
     pub points: Vec<OperatingPoint>,
     /// Index into `points` of the point that meets the compile targets.
     pub default_point: usize,
+    /// Mean decode time per image on the profiling host, ms (part of every point's latency).
+    pub decode_ms: f64,
+    /// Mean premodel feature time per image on the profiling host, ms.
+    pub features_ms: f64,
     pub calibration: Vec<Calibration>,
 }
 
@@ -138,7 +142,22 @@ impl Plan {
                 self.points.len()
             ));
         }
+        if !(self.decode_ms.is_finite() && self.decode_ms >= 0.0)
+            || !(self.features_ms.is_finite() && self.features_ms >= 0.0)
+        {
+            return Err("decode or feature time is not a non-negative number".into());
+        }
         for v in &self.variants {
+            if !(v.median_ms.is_finite()
+                && v.median_ms >= 0.0
+                && v.prep_ms.is_finite()
+                && v.prep_ms >= 0.0)
+            {
+                return Err(format!(
+                    "variant {}: latency {} + {} ms",
+                    v.name, v.prep_ms, v.median_ms
+                ));
+            }
             if !(v.temperature.is_finite() && v.temperature > 0.0) {
                 return Err(format!("variant {}: temperature {}", v.name, v.temperature));
             }

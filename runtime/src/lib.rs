@@ -7,8 +7,10 @@
 //! adapting to the network conditions it measures. It also holds the server side of
 //! offloading (the Open Inference Protocol v2 endpoint behind `triage serve`).
 //!
-//! What is here so far, the parts of offloading that the plan executor builds on:
-//!
+//! - [`Runtime`] ([`executor`]): opens a plan against a zoo and classifies images, choosing
+//!   the operating point per request ([`decide`]) under energy and cloud budgets that are
+//!   paced and never exceeded ([`budget`]), escalating on calibrated confidence and
+//!   offloading by the plan's network table;
 //! - [`remote`]: [`RemoteClient`], a blocking Open Inference Protocol v2 client for any
 //!   conforming server (Triton, KServe, `triage serve`) with deadlines, bounded retries, a
 //!   circuit breaker, validated replies, typed errors and per-call timings;
@@ -23,6 +25,9 @@
 //! Applications that only offload can drop the server and its async stack with
 //! `default-features = false`.
 
+pub mod budget;
+pub mod decide;
+pub mod executor;
 pub mod link;
 pub mod network;
 pub mod remote;
@@ -30,6 +35,9 @@ pub mod remote;
 pub mod server;
 pub mod v2;
 
+pub use budget::{Budget, BudgetConfig, BudgetError, Cost};
+pub use decide::{Decision, Ladder, NetworkView, Preference, Request};
+pub use executor::{Outcome, RemoteUse, Runtime, RuntimeConfig, RuntimeError, Status, Stream};
 pub use link::{LinkConfig, LinkEmulator, Trace};
 pub use network::{NetworkEstimate, NetworkEstimator};
 pub use remote::{Payload, RemoteClient, RemoteConfig, RemoteError, RemoteReply, RemoteTiming};

@@ -5,6 +5,7 @@ pub mod data;
 pub mod netem;
 pub mod premodel;
 pub mod profile;
+pub mod run;
 pub mod serve;
 pub mod zoo;
 
