@@ -142,9 +142,8 @@ impl Plan {
                 self.points.len()
             ));
         }
-        if !(self.decode_ms.is_finite() && self.decode_ms >= 0.0)
-            || !(self.features_ms.is_finite() && self.features_ms >= 0.0)
-        {
+        let nonneg = |x: f64| x.is_finite() && x >= 0.0;
+        if !(nonneg(self.decode_ms) && nonneg(self.features_ms)) {
             return Err("decode or feature time is not a non-negative number".into());
         }
         for v in &self.variants {

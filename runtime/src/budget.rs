@@ -147,25 +147,62 @@ impl Reservation {
     }
 }
 
-/// The checkpointed state.
+/// The checkpointed state. Amounts are integers (nanojoules, pico-USD), rounded up, so that
+/// the file round-trips exactly and the checksum covers exactly what is read back.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct State {
     schema: String,
     /// Start of the current horizon, ms since the Unix epoch.
     period_start_unix_ms: u64,
     horizon_ms: u64,
-    /// Committed spend of the current horizon: at least what was spent or reserved.
-    committed: Cost,
+    /// Committed spend of the current horizon (at least what was spent or reserved), nJ.
+    committed_nj: u64,
+    /// Committed cloud spend, pico-USD.
+    committed_pusd: u64,
     /// sha256 of the fields above.
     checksum: String,
 }
 
+const NJ_PER_MJ: f64 = 1e6;
+const PUSD_PER_USD: f64 = 1e12;
+
+fn to_units(x: f64, per: f64) -> u64 {
+    let u = (x * per).ceil();
+    if u.is_finite() && u > 0.0 {
+        u.min(u64::MAX as f64) as u64
+    } else {
+        0
+    }
+}
+
 impl State {
-    fn digest(period_start_unix_ms: u64, horizon_ms: u64, committed: Cost) -> String {
-        let text = format!(
-            "{STATE_SCHEMA}|{period_start_unix_ms}|{horizon_ms}|{:e}|{:e}",
-            committed.energy_mj, committed.usd
-        );
+    fn new(period_start_unix_ms: u64, horizon_ms: u64, committed: Cost) -> Self {
+        let committed_nj = to_units(committed.energy_mj, NJ_PER_MJ);
+        let committed_pusd = to_units(committed.usd, PUSD_PER_USD);
+        State {
+            schema: STATE_SCHEMA.into(),
+            period_start_unix_ms,
+            horizon_ms,
+            committed_nj,
+            committed_pusd,
+            checksum: State::digest(
+                period_start_unix_ms,
+                horizon_ms,
+                committed_nj,
+                committed_pusd,
+            ),
+        }
+    }
+
+    fn committed(&self) -> Cost {
+        Cost::new(
+            self.committed_nj as f64 / NJ_PER_MJ,
+            self.committed_pusd as f64 / PUSD_PER_USD,
+        )
+    }
+
+    fn digest(period_start_unix_ms: u64, horizon_ms: u64, nj: u64, pusd: u64) -> String {
+        let text = format!("{STATE_SCHEMA}|{period_start_unix_ms}|{horizon_ms}|{nj}|{pusd}");
         Sha256::digest(text.as_bytes())
             .iter()
             .map(|b| format!("{b:02x}"))
@@ -194,11 +231,17 @@ impl State {
                 s.schema
             )));
         }
-        if s.checksum != State::digest(s.period_start_unix_ms, s.horizon_ms, s.committed) {
+        let digest = State::digest(
+            s.period_start_unix_ms,
+            s.horizon_ms,
+            s.committed_nj,
+            s.committed_pusd,
+        );
+        if s.checksum != digest {
             return Err(bad("checksum mismatch".into()));
         }
-        if !s.committed.is_valid() || s.horizon_ms == 0 {
-            return Err(bad("negative or non-finite amounts".into()));
+        if s.horizon_ms == 0 {
+            return Err(bad("zero horizon".into()));
         }
         Ok(Some(s))
     }
@@ -274,14 +317,14 @@ impl Budget {
                     });
                 }
                 b.period_start_ms = s.period_start_unix_ms;
-                // What may have been spent before the restart is what was committed.
-                b.spent = s.committed;
-                b.committed = s.committed;
-                tracing::info!(
-                    energy_mj = s.committed.energy_mj,
-                    usd = s.committed.usd,
-                    "resumed budget state"
-                );
+                // What may have been spent before the restart is what was committed (never
+                // more than the budget: rounding up when saving must not invent overspending).
+                let limit = b.limit();
+                let c = s.committed();
+                let c = Cost::new(c.energy_mj.min(limit.energy_mj), c.usd.min(limit.usd));
+                b.spent = c;
+                b.committed = c;
+                tracing::info!(energy_mj = c.energy_mj, usd = c.usd, "resumed budget state");
             }
             b.roll(now_ms);
             b.checkpoint()?;
@@ -417,15 +460,7 @@ impl Budget {
         let Some(path) = &self.config.state_file else {
             return Ok(());
         };
-        let h = self.horizon_ms();
-        State {
-            schema: STATE_SCHEMA.into(),
-            period_start_unix_ms: self.period_start_ms,
-            horizon_ms: h,
-            committed: self.committed,
-            checksum: State::digest(self.period_start_ms, h, self.committed),
-        }
-        .save(path)
+        State::new(self.period_start_ms, self.horizon_ms(), self.committed).save(path)
     }
 
     fn persist_best_effort(&self) {
@@ -494,7 +529,7 @@ mod tests {
         b.settle(r, Cost::new(300.0, 0.0));
         let path = c.state_file.clone().unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
-        let tampered = text.replacen("\"energy_mj\": 3", "\"energy_mj\": 1", 1);
+        let tampered = text.replacen("\"committed_nj\": 3", "\"committed_nj\": 1", 1);
         assert_ne!(tampered, text);
         std::fs::write(&path, tampered).unwrap();
         let e = Budget::open(c.clone(), 2).unwrap_err().to_string();

@@ -4,11 +4,10 @@
 //! the measured network, and whether that point's offloading table applies.
 //!
 //! Rule (MCDNN's greedy choice, MobiSys 2016, over the compiler's Pareto ladder instead of
-//! single models): among the points no more expensive than the request's ceiling (the plan's
-//! default point, or what the preference asks for), take the most accurate one whose
-//! expected energy above the floor and expected cloud cost fit the paced allowance (times the
-//! stream's priority) and whose expected p95 latency fits the deadline; the fastest point
-//! when none does. The expectations are the compiler's out-of-fold estimates. This choice is
+//! single models): the request's ceiling (the plan's default point, or what the preference
+//! asks for) when its expected energy above the floor fits the paced allowance (times the
+//! stream's priority) and its expected p95 latency fits the deadline; otherwise the most
+//! accurate cheaper point that fits; the fastest point when none does. The expectations are the compiler's out-of-fold estimates. This choice is
 //! about *expected* spending; the hard guarantee comes from reserving each step's worst case
 //! (see [`crate::budget`]).
 
@@ -31,6 +30,8 @@ pub enum Preference {
     Fastest,
     /// The most accurate point whose expected mean latency is at most this (device ms).
     LatencyMs(f64),
+    /// Exactly this point of the plan (budgets still admit each stage and upload).
+    Point(usize),
 }
 
 /// Per-request options.
@@ -143,6 +144,7 @@ impl Ladder {
             Preference::Default => self.default_point,
             Preference::MostAccurate => self.most_accurate,
             Preference::Fastest => 0,
+            Preference::Point(k) => k,
             Preference::LatencyMs(ms) => self
                 .points
                 .iter()
@@ -175,20 +177,26 @@ impl Ladder {
         let paced = Cost::new(allowance.paced.energy_mj * w, allowance.paced.usd * w);
         let deadline_ms = req.deadline.map(|d| d.as_secs_f64() * 1e3);
         let fits_time = |ms: f64| deadline_ms.is_none_or(|d| ms <= d);
-        let mut best: Option<usize> = None;
-        for (k, p) in self.points.iter().enumerate() {
-            if p.mean_ms > cap_ms + 1e-9
-                || !leq(p.above_floor_mj, paced.energy_mj)
-                || !fits_time(p.p95_ms)
-            {
-                continue;
-            }
-            let better = best.is_none_or(|b| {
-                let q = &self.points[b];
-                p.top1 > q.top1 + 1e-12 || (p.top1 > q.top1 - 1e-12 && p.mean_ms < q.mean_ms)
-            });
-            if better {
-                best = Some(k);
+        let fits = |p: &PointInfo| leq(p.above_floor_mj, paced.energy_mj) && fits_time(p.p95_ms);
+        // The ceiling itself when it fits (or is pinned); otherwise the most accurate point
+        // below it that fits.
+        let mut best: Option<usize> = match self.points.get(ceiling) {
+            Some(_) if matches!(req.preference, Preference::Point(_)) => Some(ceiling),
+            Some(p) if fits(p) => Some(ceiling),
+            _ => None,
+        };
+        if best.is_none() {
+            for (k, p) in self.points.iter().enumerate() {
+                if p.mean_ms > cap_ms + 1e-9 || !fits(p) {
+                    continue;
+                }
+                let better = best.is_none_or(|b| {
+                    let q = &self.points[b];
+                    p.top1 > q.top1 + 1e-12 || (p.top1 > q.top1 - 1e-12 && p.mean_ms < q.mean_ms)
+                });
+                if better {
+                    best = Some(k);
+                }
             }
         }
         let point = best.unwrap_or(0);

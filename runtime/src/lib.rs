@@ -27,6 +27,7 @@
 
 pub mod budget;
 pub mod decide;
+pub mod execute;
 pub mod executor;
 pub mod link;
 pub mod network;
