@@ -383,6 +383,28 @@ mod tests {
     use crate::learners::testdata::{constant_brier, mean_brier, synthetic};
 
     #[test]
+    fn fitting_twice_gives_the_same_tree() {
+        // Quantized features make many candidate splits tie exactly.
+        let (mut x, y) = synthetic(300, 6, 3);
+        for i in 0..x.n_rows() {
+            for v in x.row_mut(i) {
+                *v = (*v * 4.0).round() / 4.0;
+            }
+        }
+        let p = TreeParams::default();
+        let a = Tree::fit(&x, &y, &p, 0).unwrap();
+        for _ in 0..5 {
+            let b = Tree::fit(&x, &y, &p, 0).unwrap();
+            for i in 0..x.n_rows() {
+                let (mut pa, mut pb) = (vec![0f32; y.n_variants()], vec![0f32; y.n_variants()]);
+                a.predict_proba_into(x.row(i), &mut pa).unwrap();
+                b.predict_proba_into(x.row(i), &mut pb).unwrap();
+                assert_eq!(pa, pb, "row {i}");
+            }
+        }
+    }
+
+    #[test]
     fn tree_beats_constant_on_synthetic_data() {
         let (x, y) = synthetic(3000, 4, 1);
         let (xt, yt) = synthetic(1000, 4, 2);

@@ -261,6 +261,9 @@ impl Executor {
         let mut probs_run: Vec<Vec<f32>> = Vec::new();
         let mut probe_logits: Option<Vec<f32>> = None;
         let mut answer: Option<Vec<f32>> = None;
+        let after_probe = policy
+            .router
+            .is_some_and(|r| r.kind == RouterKind::AfterProbe);
         loop {
             let planned = chain[s];
             let first = run.is_empty();
@@ -304,7 +307,7 @@ impl Executor {
                 Ok(l) => l,
                 Err(e) => {
                     notes.push(format!("{} failed: {e}", self.plan.variants[ran].name));
-                    if answer.is_some() {
+                    if !probs_run.is_empty() {
                         break;
                     }
                     if ran == 0 {
@@ -317,18 +320,22 @@ impl Executor {
             };
             energy_mj += self.stage_mj[ran];
             let t = self.plan.variants[ran].temperature as f32;
-            if ran == 0 {
+            if ran == 0 && after_probe {
                 probe_logits = Some(logits.clone());
             }
             probs_run.push(triage_zoo::logits::softmax(&logits, t));
             run.push(ran);
-            let current = if policy.ensemble {
-                average(&probs_run)
+            let conf = if policy.ensemble && probs_run.len() > 1 {
+                let avg = average(&probs_run);
+                let c = avg.iter().copied().fold(0.0f32, f32::max);
+                answer = Some(avg);
+                c
             } else {
-                probs_run.last().cloned().unwrap_or_default()
+                answer = None;
+                probs_run
+                    .last()
+                    .map_or(0.0, |p| p.iter().copied().fold(0.0f32, f32::max))
             };
-            let conf = current.iter().copied().fold(0.0f32, f32::max);
-            answer = Some(current);
             if ran != planned || s == last || conf >= policy.thresholds[s] {
                 break;
             }
@@ -352,7 +359,11 @@ impl Executor {
                 _ => s + 1,
             };
         }
-        let mut probs = answer.unwrap_or_default();
+        // The answer: the last ensemble, or the last stage's probabilities.
+        let mut probs = match answer {
+            Some(a) => a,
+            None => probs_run.pop().unwrap_or_default(),
+        };
         let conf = probs.iter().copied().fold(0.0f32, f32::max);
 
         // Offload the unsure answers when the table says so.
