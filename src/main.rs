@@ -46,6 +46,8 @@ enum Command {
     /// Cross-validate premodel learners on a profile.
     #[command(subcommand)]
     Premodel(cmd::premodel::PremodelCommand),
+    /// Time every variant on every backend side by side: load, latency, throughput.
+    Bench(cmd::bench::BenchArgs),
     /// Serve zoo variants over the Open Inference Protocol v2 (KServe/Triton) REST API.
     Serve(cmd::serve::ServeArgs),
     /// Proxy TCP through an emulated cellular link replaying a mahimahi trace.
@@ -62,6 +64,7 @@ fn main() -> ExitCode {
         Command::Premodel(c) => cmd::premodel::run(c),
         Command::Compile(c) => cmd::compile::run_compile(c),
         Command::Plan(c) => cmd::compile::run_plan(c),
+        Command::Bench(c) => cmd::bench::run(c, &cli.shared),
         Command::Serve(c) => cmd::serve::run(c, &cli.shared),
         Command::Netem(c) => cmd::netem::run(c, &cli.shared),
     };
