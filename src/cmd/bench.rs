@@ -133,6 +133,9 @@ pub fn run(args: BenchArgs, shared: &Path) -> Result<ExitCode> {
 /// loaded, with a note on stderr; naming it explicitly makes that an error.
 fn select_backends(spec: &str, base: &EngineOptions) -> Result<Vec<Backend>> {
     let wanted: Vec<Backend> = if spec == "all" {
+        for b in Backend::ALL.iter().filter(|b| !b.compiled_in()) {
+            eprintln!("backend {b} not compared: this binary was built without the `{b}` feature");
+        }
         Backend::ALL
             .iter()
             .copied()

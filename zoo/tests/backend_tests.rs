@@ -34,7 +34,7 @@ fn inputs(v: &Variant) -> Vec<Vec<f32>> {
     IMAGES
         .iter()
         .map(|name| {
-            let img = decode_file(dir.join(name), &DecodeOptions::default()).unwrap();
+            let img = decode_file(&dir.join(name), &DecodeOptions::default()).unwrap();
             v.prepare(&img).unwrap().into_vec()
         })
         .collect()
@@ -52,7 +52,12 @@ fn reference(v: &Variant, input: &[f32]) -> Vec<f32> {
         .unwrap();
     let t = Tensor::from_shape(&[1, 3, s, s], input).unwrap();
     let out = plan.run(tvec!(t.into())).unwrap();
-    out[0].as_slice::<f32>().unwrap().to_vec()
+    out[0]
+        .try_as_plain_ram()
+        .unwrap()
+        .as_slice::<f32>()
+        .unwrap()
+        .to_vec()
 }
 
 fn max_diff(a: &[f32], b: &[f32]) -> f32 {
