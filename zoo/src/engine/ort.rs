@@ -193,6 +193,9 @@ impl OrtEngine {
         // A view over the caller's slice: no copy into an ONNX Runtime-owned buffer.
         let tensor = TensorRef::from_array_view(([1usize, 3, s, s], input))?;
         let outputs = session.run(ort::inputs![tensor])?;
+        if outputs.len() == 0 {
+            return Err(ort::Error::new("the model produced no output"));
+        }
         let (_, values) = outputs[0].try_extract_tensor::<f32>()?;
         Ok(values.to_vec())
     }
