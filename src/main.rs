@@ -48,6 +48,8 @@ enum Command {
     Premodel(cmd::premodel::PremodelCommand),
     /// Classify images with the embedded runtime executing a plan (budgets, offloading).
     Run(Box<cmd::run::RunArgs>),
+    /// Time every variant on every backend side by side: load, latency, throughput.
+    Bench(cmd::bench::BenchArgs),
     /// Serve zoo variants over the Open Inference Protocol v2 (KServe/Triton) REST API.
     Serve(cmd::serve::ServeArgs),
     /// Proxy TCP through an emulated cellular link replaying a mahimahi trace.
@@ -65,6 +67,7 @@ fn main() -> ExitCode {
         Command::Compile(c) => cmd::compile::run_compile(c),
         Command::Plan(c) => cmd::compile::run_plan(c),
         Command::Run(c) => cmd::run::run(*c, &cli.shared),
+        Command::Bench(c) => cmd::bench::run(c, &cli.shared),
         Command::Serve(c) => cmd::serve::run(c, &cli.shared),
         Command::Netem(c) => cmd::netem::run(c, &cli.shared),
     };

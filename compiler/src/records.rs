@@ -163,6 +163,25 @@ fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(got)
 }
 
+/// The schema version of a container, after checking its magic.
+pub fn schema_of(path: &Path, magic: &[u8; 8]) -> Result<u32> {
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut r = BufReader::new(file);
+    let mut pre = [0u8; PREAMBLE as usize];
+    let got = read_up_to(&mut r, &mut pre).map_err(|e| Error::io(path, e))?;
+    if got < pre.len() || &pre[..8] != magic {
+        return Err(Error::format(
+            path,
+            format!(
+                "not a {} file (expected magic {:?})",
+                String::from_utf8_lossy(magic),
+                String::from_utf8_lossy(magic)
+            ),
+        ));
+    }
+    Ok(u32::from_le_bytes([pre[8], pre[9], pre[10], pre[11]]))
+}
+
 /// Reads every complete, intact record of a container, calling `each` on it in file order.
 ///
 /// A wrong magic or schema is an error. A damaged record followed by more data is corruption

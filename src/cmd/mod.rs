@@ -1,5 +1,6 @@
 //! One module per subcommand group, plus what they share.
 
+pub mod bench;
 pub mod compile;
 pub mod data;
 pub mod netem;
@@ -12,7 +13,34 @@ pub mod zoo;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
+use triage_zoo::{Backend, EngineOptions};
+
+/// Which inference backend runs the variants.
+#[derive(Args, Clone)]
+pub struct EngineArgs {
+    /// Inference backend: tract (built in) or ort (ONNX Runtime; needs the `ort` feature).
+    #[arg(long, default_value = "tract")]
+    pub backend: String,
+    /// ONNX Runtime shared library [default: $ORT_DYLIB_PATH, else the onnxruntime Python
+    /// package].
+    #[arg(long, env = "ORT_DYLIB_PATH")]
+    pub ort_lib: Option<PathBuf>,
+}
+
+impl EngineArgs {
+    pub fn options(&self) -> anyhow::Result<EngineOptions> {
+        let backend = Backend::parse(&self.backend).ok_or_else(|| {
+            anyhow::anyhow!("unknown backend '{}' (known: tract, ort)", self.backend)
+        })?;
+        Ok(EngineOptions {
+            backend,
+            ort_library: self.ort_lib.clone(),
+            ..EngineOptions::default()
+        })
+    }
+}
 
 pub fn init_logging(verbose: u8) {
     let default = match verbose {

@@ -69,6 +69,8 @@ struct RunArgs {
     /// Minimum time spent timing each variant's warm latency, seconds.
     #[arg(long, default_value_t = 1.5)]
     latency_seconds: f64,
+    #[command(flatten)]
+    engine: super::EngineArgs,
     /// Print the run's outcome as JSON.
     #[arg(long)]
     json: bool,
@@ -150,7 +152,8 @@ fn ensure_parent(path: &Path) -> Result<()> {
 
 fn run_profile(args: RunArgs, shared: &Path) -> Result<ExitCode> {
     let zoo_dir = super::or_shared(args.zoo.clone(), shared, "zoo");
-    let zoo = Zoo::open(&zoo_dir).with_context(|| format!("opening zoo {}", zoo_dir.display()))?;
+    let zoo = Zoo::open_with(&zoo_dir, args.engine.options()?)
+        .with_context(|| format!("opening zoo {}", zoo_dir.display()))?;
     let data = args.data.open(shared)?;
     let remote: RemoteGrid = args.remote_grid.parse()?;
     let threads = args

@@ -31,11 +31,14 @@ pub struct ServeArgs {
     /// Largest accepted request body, in MiB; larger ones get 413.
     #[arg(long, default_value_t = 32)]
     max_body_mib: usize,
+    #[command(flatten)]
+    engine: super::EngineArgs,
 }
 
 pub fn run(args: ServeArgs, shared: &Path) -> Result<ExitCode> {
     let zoo_dir = super::or_shared(args.zoo, shared, "zoo");
-    let zoo = Zoo::open(&zoo_dir).with_context(|| format!("opening zoo {}", zoo_dir.display()))?;
+    let zoo = Zoo::open_with(&zoo_dir, args.engine.options()?)
+        .with_context(|| format!("opening zoo {}", zoo_dir.display()))?;
     let models = if args.models.is_empty() {
         zoo.variants()
             .iter()

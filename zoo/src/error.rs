@@ -34,6 +34,12 @@ pub enum Error {
     #[error("{path}: cannot load ONNX model: {message}")]
     ModelLoad { path: PathBuf, message: String },
 
+    #[error("backend '{backend}' is not available: {message}")]
+    BackendUnavailable {
+        backend: &'static str,
+        message: String,
+    },
+
     #[error("variant '{variant}': inference failed: {message}")]
     Inference { variant: String, message: String },
 

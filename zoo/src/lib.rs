@@ -5,6 +5,7 @@
 //! - [`manifest`]: `zoo.toml`, parsed and validated field by field;
 //! - [`Zoo`] and [`Variant`]: each network, sha256-verified and loaded with `tract-onnx` lazily
 //!   and once, run on a [`PreparedInput`] to [`Logits`] over the 1000 ImageNet classes;
+//! - [`engine`]: the inference backends (tract, optional ONNX Runtime) behind one trait;
 //! - [`decode`] and [`preprocess`]: an image decoded once (EXIF orientation applied, any colour
 //!   model to RGB, scaled JPEG decoding when every consumer wants less than full resolution),
 //!   then resized, centre-cropped and normalized per variant;
@@ -13,6 +14,7 @@
 //!
 //! Nothing here knows about profiles, plans or budgets.
 
+pub mod bench;
 pub mod corrupt;
 pub mod dataset;
 pub mod decode;
@@ -27,7 +29,7 @@ mod zoo;
 
 pub use dataset::{Dataset, DatasetOptions, Layout, Sample, Shard};
 pub use decode::{decode_bytes, decode_file, DecodeOptions, DecodedImage};
-pub use engine::Engine;
+pub use engine::{Backend, Engine, EngineOptions};
 pub use error::{Error, Result};
 pub use logits::{ClassNames, Logits};
 pub use manifest::{Manifest, ModelSpec, Preprocessing, Resample};

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::decode::{DecodeOptions, DecodedImage};
-use crate::engine::{Engine, TractEngine};
+use crate::engine::{Backend, Engine, EngineOptions};
 use crate::error::{Error, Result};
 use crate::hash::{sha256_bytes, verify_sha256};
 use crate::logits::{ClassNames, Logits};
@@ -15,6 +15,7 @@ use crate::preprocess::{prepare, PreparedInput};
 /// One network of the zoo. Cheap to hold; the model is verified and loaded on first use.
 pub struct Variant {
     spec: ModelSpec,
+    options: Arc<EngineOptions>,
     engine: OnceLock<Arc<dyn Engine>>,
     load_time: OnceLock<Duration>,
     loading: Mutex<()>,
@@ -30,9 +31,10 @@ impl std::fmt::Debug for Variant {
 }
 
 impl Variant {
-    fn new(spec: ModelSpec) -> Self {
+    fn new(spec: ModelSpec, options: Arc<EngineOptions>) -> Self {
         Variant {
             spec,
+            options,
             engine: OnceLock::new(),
             load_time: OnceLock::new(),
             loading: Mutex::new(()),
@@ -57,6 +59,11 @@ impl Variant {
         &self.spec
     }
 
+    /// The backend [`Variant::load`] uses.
+    pub fn backend(&self) -> Backend {
+        self.options.backend
+    }
+
     pub fn is_loaded(&self) -> bool {
         self.engine.get().is_some()
     }
@@ -78,11 +85,27 @@ impl Variant {
         }
         let start = Instant::now();
         verify_sha256(&self.spec.path, &self.spec.sha256)?;
-        let engine = TractEngine::load(&self.spec.name, &self.spec.path, self.input_size())?;
+        let engine = self.load_engine(&self.options)?;
         let elapsed = start.elapsed();
-        tracing::debug!(variant = %self.spec.name, ms = elapsed.as_secs_f64() * 1e3, "loaded");
+        tracing::debug!(
+            variant = %self.spec.name,
+            backend = %self.options.backend,
+            ms = elapsed.as_secs_f64() * 1e3,
+            "loaded"
+        );
         let _ = self.load_time.set(elapsed);
-        Ok(self.engine.get_or_init(|| Arc::new(engine)).as_ref())
+        Ok(self.engine.get_or_init(|| Arc::from(engine)).as_ref())
+    }
+
+    /// A fresh engine for this variant with any options, not cached and without the sha256
+    /// check: for comparing backends side by side.
+    pub fn load_engine(&self, options: &EngineOptions) -> Result<Box<dyn Engine>> {
+        options.load(&self.spec.name, &self.spec.path, self.input_size())
+    }
+
+    /// Checks the model file's sha256 against the manifest.
+    pub fn verify(&self) -> Result<()> {
+        verify_sha256(&self.spec.path, &self.spec.sha256)
     }
 
     /// Drops the loaded model (it is loaded again on next use). Needs exclusive access, so
@@ -106,7 +129,12 @@ impl Variant {
                 want: self.input_size(),
             });
         }
-        let out = self.load()?.run(input.as_slice())?;
+        self.logits_from(self.load()?.run(input.as_slice())?)
+    }
+
+    /// Maps a raw network output of this variant (from any of its engines) to the 1000
+    /// classes, checking its length against the manifest.
+    pub fn logits_from(&self, out: Vec<f32>) -> Result<Logits> {
         if out.len() != self.spec.num_outputs {
             return Err(Error::Inference {
                 variant: self.spec.name.clone(),
@@ -129,6 +157,12 @@ impl Variant {
     }
 }
 
+static DEFAULT_OPTIONS: EngineOptions = EngineOptions {
+    backend: Backend::Tract,
+    intra_op_threads: 1,
+    ort_library: None,
+};
+
 /// A model zoo directory: its manifest, class names and variants (cheapest first, as listed).
 #[derive(Debug)]
 pub struct Zoo {
@@ -143,6 +177,11 @@ impl Zoo {
     /// class names and checks that every model file exists with the listed size. Hashes are
     /// checked when a model is loaded, or all at once by [`Zoo::verify`].
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        Self::open_with(path, EngineOptions::default())
+    }
+
+    /// [`Zoo::open`], with every variant loaded by an engine built with `options`.
+    pub fn open_with(path: impl AsRef<Path>, options: EngineOptions) -> Result<Self> {
         let manifest = Manifest::load(path.as_ref())?;
         let dir = manifest
             .path
@@ -165,7 +204,13 @@ impl Zoo {
                 });
             }
         }
-        let variants = manifest.models.iter().cloned().map(Variant::new).collect();
+        let options = Arc::new(options);
+        let variants = manifest
+            .models
+            .iter()
+            .cloned()
+            .map(|m| Variant::new(m, Arc::clone(&options)))
+            .collect();
         Ok(Zoo {
             dir,
             manifest,
@@ -184,6 +229,13 @@ impl Zoo {
 
     pub fn classes(&self) -> &ClassNames {
         &self.classes
+    }
+
+    /// How this zoo's variants are loaded.
+    pub fn engine_options(&self) -> &EngineOptions {
+        self.variants
+            .first()
+            .map_or(&DEFAULT_OPTIONS, |v| v.options.as_ref())
     }
 
     pub fn variants(&self) -> &[Variant] {

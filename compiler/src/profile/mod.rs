@@ -11,6 +11,7 @@
 //! the header's range is present. [`Profile::load`] accepts only finished files.
 
 pub mod grid;
+pub mod legacy;
 pub mod merge;
 pub mod run;
 pub mod summary;
@@ -28,7 +29,11 @@ pub use grid::{RemoteGrid, RemoteOption};
 /// File magic of profiles.
 pub const MAGIC: &[u8; 8] = b"TRIAGEPF";
 /// Schema version of the profile container; bump on any change to the records below.
-pub const SCHEMA: u32 = 1;
+/// Version 2 added [`Host::backend_version`] and made the backend part of a profile's identity.
+pub const SCHEMA: u32 = 2;
+/// The previous schema, still read: its profiles were all measured with tract, which is what
+/// loading one records (see [`legacy`]).
+pub const SCHEMA_V1: u32 = 1;
 
 pub(crate) const KIND_HEADER: u8 = 1;
 pub(crate) const KIND_COSTS: u8 = 2;
@@ -65,9 +70,14 @@ pub struct Host {
     pub logical_cores: u32,
     /// Worker threads of the accuracy pass (each runs one image at a time).
     pub threads: u32,
-    /// Threads inside one inference (tract runs single-threaded).
+    /// Threads inside one inference.
     pub intra_op_threads: u32,
+    /// Inference backend that ran every variant (`tract`, `ort`): latencies in the costs
+    /// record are this backend's, so the compiler plans for it.
     pub backend: String,
+    /// Version of the backend's library (the tract crate, or the ONNX Runtime library).
+    pub backend_version: String,
+    /// tract version built into the binary (informational whatever the backend).
     pub tract_version: String,
     pub os: String,
 }
@@ -98,8 +108,9 @@ pub struct Header {
 impl Header {
     /// The first field in which two headers describe different measurements, if any.
     pub fn incompatibility(&self, other: &Header, same_range: bool) -> Option<&'static str> {
-        let checks: [(&'static str, bool); 8] = [
+        let checks: [(&'static str, bool); 9] = [
             ("zoo", self.zoo_fingerprint == other.zoo_fingerprint),
+            ("backend", self.host.backend == other.host.backend),
             ("variants", self.variants == other.variants),
             ("remote options", self.remote == other.remote),
             ("dataset", self.dataset.identity == other.dataset.identity),
@@ -312,7 +323,11 @@ impl Partial {
         let mut costs = None;
         let mut footer = None;
         let mut images = BTreeMap::new();
-        let tail = records::scan(path, MAGIC, SCHEMA, |rec| {
+        let schema = match records::schema_of(path, MAGIC)? {
+            SCHEMA_V1 => SCHEMA_V1,
+            _ => SCHEMA,
+        };
+        let tail = records::scan(path, MAGIC, schema, |rec| {
             let misplaced = |what: &str| {
                 Error::format(
                     path,
@@ -320,6 +335,10 @@ impl Partial {
                 )
             };
             match rec.kind {
+                KIND_HEADER if header.is_none() && schema == SCHEMA_V1 => {
+                    let old: legacy::HeaderV1 = records::decode(path, &rec, "header")?;
+                    header = Some(old.into_current())
+                }
                 KIND_HEADER if header.is_none() => {
                     header = Some(records::decode(path, &rec, "header")?)
                 }

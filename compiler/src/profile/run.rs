@@ -93,7 +93,7 @@ pub struct RunOutcome {
     pub threads: usize,
 }
 
-fn host(threads: usize) -> Host {
+fn host(threads: usize, zoo: &Zoo) -> Result<Host> {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| {
@@ -103,15 +103,17 @@ fn host(threads: usize) -> Host {
                 .map(|(_, v)| v.trim().to_string())
         })
         .unwrap_or_else(|| "unknown".to_string());
-    Host {
+    let engine = zoo.engine_options();
+    Ok(Host {
         cpu,
         logical_cores: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
         threads: threads as u32,
-        intra_op_threads: 1,
-        backend: "tract".to_string(),
+        intra_op_threads: engine.threads() as u32,
+        backend: engine.backend.name().to_string(),
+        backend_version: engine.library_version()?,
         tract_version: triage_zoo::TRACT_VERSION.to_string(),
         os: format!("{}-{}", std::env::consts::OS, std::env::consts::ARCH),
-    }
+    })
 }
 
 /// Decode options of a run: the smallest JPEG scale that still serves every local variant,
@@ -183,7 +185,7 @@ pub fn header_for(zoo: &Zoo, data: &Dataset, cfg: &ProfileConfig) -> Result<Head
             .iter()
             .map(|s| s.to_string())
             .collect(),
-        host: host(cfg.threads),
+        host: host(cfg.threads, zoo)?,
     })
 }
 

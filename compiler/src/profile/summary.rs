@@ -61,6 +61,8 @@ pub struct Summary {
     pub dataset_identity: String,
     pub created: String,
     pub host_cpu: String,
+    /// Backend and library version the latencies were measured with, e.g. `tract 0.23.9`.
+    pub backend: String,
     pub mean_decode_ms: f64,
     pub mean_features_ms: f64,
     pub variants: Vec<VariantLine>,
@@ -179,6 +181,7 @@ impl Summary {
             dataset_identity: h.dataset.identity.clone(),
             created: h.created.clone(),
             host_cpu: h.host.cpu.clone(),
+            backend: format!("{} {}", h.host.backend, h.host.backend_version),
             mean_decode_ms: mean(&|m| m.decode_us),
             mean_features_ms: mean(&|m| m.features_us),
             variants,
@@ -208,8 +211,8 @@ impl Summary {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "{} images ({} failed), profiled {} on {}",
-            self.n_images, self.n_failed, self.created, self.host_cpu
+            "{} images ({} failed), profiled {} on {} with {}",
+            self.n_images, self.n_failed, self.created, self.host_cpu, self.backend
         );
         let _ = writeln!(
             s,

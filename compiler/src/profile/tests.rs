@@ -40,6 +40,7 @@ pub(crate) fn synthetic(n: u32, range: (u32, u32)) -> Profile {
             threads: 2,
             intra_op_threads: 1,
             backend: "tract".into(),
+            backend_version: "0.23.9".into(),
             tract_version: "0.23.9".into(),
             os: "linux".into(),
         },
@@ -226,4 +227,77 @@ fn latency_stats_quantiles() {
     );
     assert!((s.p95_ms - 4.8).abs() < 1e-12);
     assert_eq!(LatencyStats::from_samples(&[]).runs, 0);
+}
+
+/// Writes `p` as a schema-1 file, the way builds before backends were recorded did.
+fn save_v1(p: &Profile, path: &std::path::Path) {
+    let h = p.header.clone();
+    let v1 = legacy::HeaderV1 {
+        tool_version: h.tool_version,
+        created: h.created,
+        zoo_fingerprint: h.zoo_fingerprint,
+        variants: h.variants,
+        remote: h.remote,
+        dataset: h.dataset,
+        shard: h.shard,
+        range: h.range,
+        apply_orientation: h.apply_orientation,
+        decode_min_shorter_side: h.decode_min_shorter_side,
+        feature_set_version: h.feature_set_version,
+        feature_names: h.feature_names,
+        host: legacy::HostV1 {
+            cpu: h.host.cpu,
+            logical_cores: h.host.logical_cores,
+            threads: h.host.threads,
+            intra_op_threads: h.host.intra_op_threads,
+            backend: "tract".into(),
+            tract_version: "0.23.9".into(),
+            os: h.host.os,
+        },
+    };
+    let mut w = crate::records::Writer::create(path, MAGIC, SCHEMA_V1).unwrap();
+    w.write_value(KIND_HEADER, &v1).unwrap();
+    w.write_value(KIND_COSTS, &p.costs).unwrap();
+    for chunk in p.images.chunks(run::CHUNK) {
+        w.write_value(KIND_CHUNK, &chunk).unwrap();
+    }
+    w.write_value(
+        KIND_FOOTER,
+        &Footer {
+            n_images: p.images.len() as u32,
+            n_failed: p.images.iter().filter(|i| i.result.is_err()).count() as u32,
+        },
+    )
+    .unwrap();
+}
+
+#[test]
+fn a_schema_1_profile_loads_as_measured_with_tract() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.profile");
+    let p = synthetic(40, (0, 40));
+    save_v1(&p, &path);
+    let loaded = Profile::load(&path).unwrap();
+    assert_eq!(loaded.header.host.backend, "tract");
+    assert_eq!(loaded.header.host.backend_version, "0.23.9");
+    same(&loaded, &p);
+    // A newer schema than this build knows is refused with its number.
+    let bytes = std::fs::read(&path).unwrap();
+    let mut future = bytes.clone();
+    future[8..12].copy_from_slice(&(SCHEMA + 1).to_le_bytes());
+    std::fs::write(&path, future).unwrap();
+    let e = Profile::load(&path).unwrap_err().to_string();
+    assert!(e.contains(&format!("schema version {}", SCHEMA + 1)), "{e}");
+}
+
+#[test]
+fn profiles_of_different_backends_are_incompatible() {
+    let a = synthetic(10, (0, 10)).header;
+    let mut b = a.clone();
+    b.host.backend = "ort".into();
+    b.host.backend_version = "1.32.0".into();
+    assert_eq!(a.incompatibility(&b, true), Some("backend"));
+    let mut c = a.clone();
+    c.host.cpu = "another cpu".into();
+    assert_eq!(a.incompatibility(&c, true), None);
 }
