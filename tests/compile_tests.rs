@@ -7,9 +7,8 @@ mod common;
 use triage_compiler::compile::{compile, CompileOptions};
 use triage_compiler::device::Device;
 use triage_compiler::plan::Plan;
-use triage_compiler::profile::run::{profile, LatencyConfig, NoProgress, ProfileConfig};
 use triage_compiler::Profile;
-use triage_zoo::{Dataset, DatasetOptions, Zoo};
+use triage_zoo::Zoo;
 
 fn device() -> Device {
     let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("devices/this-host.toml");
@@ -18,32 +17,7 @@ fn device() -> Device {
 
 /// A profile of 60 DEV images (every variant, no remote options).
 fn small_profile(dir: &std::path::Path) -> Profile {
-    let zoo = Zoo::open(common::zoo_dir()).unwrap();
-    let all = Dataset::open(common::dev_dir(), &DatasetOptions::default()).unwrap();
-    let mut csv = String::from("file,label\n");
-    std::fs::create_dir(dir.join("images")).unwrap();
-    for s in all.samples().iter().step_by(11).take(60) {
-        let name = s.rel.rsplit('/').next().unwrap();
-        std::os::unix::fs::symlink(&s.path, dir.join("images").join(name)).unwrap();
-        csv.push_str(&format!("images/{name},{}\n", s.label));
-    }
-    std::fs::write(dir.join("labels.csv"), csv).unwrap();
-    let data = Dataset::open(dir, &DatasetOptions::default()).unwrap();
-    let cfg = ProfileConfig {
-        remote: Vec::new(),
-        shard: None,
-        threads: 2,
-        apply_orientation: true,
-        latency: LatencyConfig {
-            warmup: 1,
-            min_runs: 3,
-            max_runs: 3,
-            min_seconds: 0.0,
-        },
-    };
-    let out = dir.join("p.profile");
-    profile(&zoo, &data, &out, &cfg, &NoProgress).unwrap();
-    Profile::load(&out).unwrap()
+    common::profile_subset(dir, 11, 60, Vec::new()).0
 }
 
 #[test]

@@ -7,43 +7,16 @@
 
 mod common;
 
-use triage_compiler::profile::run::{profile, LatencyConfig, NoProgress, ProfileConfig};
 use triage_compiler::training::TrainingSet;
 use triage_compiler::Profile;
 use triage_premodel::cv::{cross_validate, kfold, train_indices, CvOptions};
 use triage_premodel::features::FeatureSet;
 use triage_premodel::learners::LearnerKind;
 use triage_premodel::{Premodel, PremodelConfig};
-use triage_zoo::{Dataset, DatasetOptions, Zoo};
 
 /// 90 DEV images (every 7th), every variant, no remote options.
 fn real_profile(dir: &std::path::Path) -> Profile {
-    let zoo = Zoo::open(common::zoo_dir()).unwrap();
-    let all = Dataset::open(common::dev_dir(), &DatasetOptions::default()).unwrap();
-    let mut csv = String::from("file,label\n");
-    std::fs::create_dir(dir.join("images")).unwrap();
-    for s in all.samples().iter().step_by(7).take(90) {
-        let name = s.rel.rsplit('/').next().unwrap();
-        std::os::unix::fs::symlink(&s.path, dir.join("images").join(name)).unwrap();
-        csv.push_str(&format!("images/{name},{}\n", s.label));
-    }
-    std::fs::write(dir.join("labels.csv"), csv).unwrap();
-    let data = Dataset::open(dir, &DatasetOptions::default()).unwrap();
-    let cfg = ProfileConfig {
-        remote: Vec::new(),
-        shard: None,
-        threads: 2,
-        apply_orientation: true,
-        latency: LatencyConfig {
-            warmup: 1,
-            min_runs: 2,
-            max_runs: 2,
-            min_seconds: 0.0,
-        },
-    };
-    let out = dir.join("p.profile");
-    profile(&zoo, &data, &out, &cfg, &NoProgress).unwrap();
-    Profile::load(&out).unwrap()
+    common::profile_subset(dir, 7, 90, Vec::new()).0
 }
 
 #[test]

@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use triage_compiler::profile::merge::merge;
-use triage_compiler::profile::run::{profile, LatencyConfig, NoProgress, ProfileConfig};
+use triage_compiler::profile::run::{profile, NoProgress, ProfileConfig};
 use triage_compiler::profile::{ImageRecord, RemoteGrid};
 use triage_compiler::Profile;
 use triage_zoo::eval::evaluate;
@@ -24,12 +24,7 @@ fn config(shard: Option<Shard>) -> ProfileConfig {
         shard,
         threads: 2,
         apply_orientation: true,
-        latency: LatencyConfig {
-            warmup: 1,
-            min_runs: 3,
-            max_runs: 3,
-            min_seconds: 0.0,
-        },
+        latency: common::quick_latency(),
     }
 }
 

@@ -14,13 +14,12 @@ use triage_compiler::device::Device;
 use triage_compiler::offload::{Cell, CellExpected};
 use triage_compiler::plan::Plan;
 use triage_compiler::policy::Tables;
-use triage_compiler::profile::run::{profile, LatencyConfig, NoProgress, ProfileConfig};
 use triage_compiler::profile::RemoteOption;
 use triage_compiler::Profile;
 use triage_runtime::budget::BudgetConfig;
 use triage_runtime::server::{ServeConfig, ServerHandle};
 use triage_runtime::{NetworkView, Preference, Request, Runtime, RuntimeConfig, RuntimeError};
-use triage_zoo::{Dataset, DatasetOptions, Zoo};
+use triage_zoo::Zoo;
 
 const SERVER_MODEL: &str = "mobilenet_v1_050_160";
 
@@ -40,39 +39,12 @@ struct Fixture {
 
 fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let zoo = Zoo::open(common::zoo_dir()).unwrap();
-    let all = Dataset::open(common::dev_dir(), &DatasetOptions::default()).unwrap();
-    let mut csv = String::from("file,label\n");
-    std::fs::create_dir(dir.path().join("images")).unwrap();
-    let mut images: Vec<(PathBuf, usize)> = Vec::new();
-    for s in all.samples().iter().step_by(19).take(36) {
-        let name = s.rel.rsplit('/').next().unwrap();
-        let link = dir.path().join("images").join(name);
-        std::os::unix::fs::symlink(&s.path, &link).unwrap();
-        csv.push_str(&format!("images/{name},{}\n", s.label));
-        images.push((link, s.label));
-    }
-    std::fs::write(dir.path().join("labels.csv"), csv).unwrap();
-    let data = Dataset::open(dir.path(), &DatasetOptions::default()).unwrap();
-    let cfg = ProfileConfig {
-        remote: vec![RemoteOption {
-            servers: vec![SERVER_MODEL.into()],
-            shorter_side: Some(160),
-            quality: 90,
-        }],
-        shard: None,
-        threads: 2,
-        apply_orientation: true,
-        latency: LatencyConfig {
-            warmup: 1,
-            min_runs: 3,
-            max_runs: 3,
-            min_seconds: 0.0,
-        },
-    };
-    let out = dir.path().join("p.profile");
-    profile(&zoo, &data, &out, &cfg, &NoProgress).unwrap();
-    let profile = Profile::load(&out).unwrap();
+    let remote = vec![RemoteOption {
+        servers: vec![SERVER_MODEL.into()],
+        shorter_side: Some(160),
+        quality: 90,
+    }];
+    let (profile, images) = common::profile_subset(dir.path(), 19, 36, remote);
     let opts = CompileOptions {
         folds: 3,
         max_chain: 3,
@@ -83,21 +55,6 @@ fn fixture() -> Fixture {
     let (plan, _) = compile(&profile, vec!["x".into()], &device(), &opts, &|_| {}).unwrap();
     let plan_path = dir.path().join("plan.triage");
     plan.save(&plan_path).unwrap();
-    // Images in the profile's order.
-    let by_rel: std::collections::HashMap<String, usize> = images
-        .iter()
-        .map(|(p, l)| {
-            (
-                format!("images/{}", p.file_name().unwrap().to_string_lossy()),
-                *l,
-            )
-        })
-        .collect();
-    let images = profile
-        .images
-        .iter()
-        .map(|im| (dir.path().join(&im.rel), by_rel[&im.rel]))
-        .collect();
     Fixture {
         _dir: dir,
         images,

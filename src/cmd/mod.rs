@@ -61,6 +61,17 @@ pub fn or_shared(given: Option<PathBuf>, shared: &Path, default: &str) -> PathBu
     given.unwrap_or_else(|| shared.join(default))
 }
 
+/// A trace file: as given, or under `$TRIAGE_SHARED/network-traces` when only a name is
+/// given.
+pub fn locate_trace(path: &Path, shared: &Path) -> PathBuf {
+    let in_shared = shared.join("network-traces").join(path);
+    if !path.exists() && path.components().count() == 1 && in_shared.exists() {
+        in_shared
+    } else {
+        path.to_path_buf()
+    }
+}
+
 /// A progress bar on stderr with an ETA; hidden when stderr is not a terminal or `quiet`.
 pub fn progress(len: u64, what: &str, quiet: bool) -> ProgressBar {
     if quiet {

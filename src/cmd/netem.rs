@@ -28,22 +28,12 @@ pub struct NetemArgs {
     rtt_ms: u64,
 }
 
-/// The trace file: as given, or under the shared traces when only a name is given.
-fn locate(path: &Path, shared: &Path) -> PathBuf {
-    let in_shared = shared.join("network-traces").join(path);
-    if !path.exists() && path.components().count() == 1 && in_shared.exists() {
-        in_shared
-    } else {
-        path.to_path_buf()
-    }
-}
-
 pub fn run(args: NetemArgs, shared: &Path) -> Result<ExitCode> {
-    let up_path = locate(&args.trace, shared);
+    let up_path = super::locate_trace(&args.trace, shared);
     let down_path = args
         .down_trace
         .as_deref()
-        .map(|p| locate(p, shared))
+        .map(|p| super::locate_trace(p, shared))
         .unwrap_or_else(|| up_path.clone());
     let up = Trace::load(&up_path)?;
     let down = Trace::load(&down_path)?;

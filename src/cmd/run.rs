@@ -63,15 +63,6 @@ pub struct RunArgs {
     json: bool,
 }
 
-fn locate(path: &Path, shared: &Path) -> PathBuf {
-    let in_shared = shared.join("network-traces").join(path);
-    if !path.exists() && path.components().count() == 1 && in_shared.exists() {
-        in_shared
-    } else {
-        path.to_path_buf()
-    }
-}
-
 fn preference(s: &str) -> Result<Preference> {
     Ok(match s {
         "default" => Preference::Default,
@@ -124,7 +115,7 @@ pub fn run(args: RunArgs, shared: &Path) -> Result<ExitCode> {
     let mut link = None;
     let server = match (&args.server, &args.trace) {
         (Some(url), Some(trace)) => {
-            let path = locate(trace, shared);
+            let path = super::locate_trace(trace, shared);
             let t = Trace::load(&path)?;
             let upstream = url
                 .trim_start_matches("http://")

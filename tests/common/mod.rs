@@ -48,3 +48,53 @@ pub fn edited_zoo(edit: impl Fn(&str) -> String) -> tempfile::TempDir {
     std::fs::write(dir.path().join("zoo.toml"), edit(&text)).unwrap();
     dir
 }
+
+/// Latency measurement short enough for tests.
+pub fn quick_latency() -> triage_compiler::profile::run::LatencyConfig {
+    triage_compiler::profile::run::LatencyConfig {
+        warmup: 1,
+        min_runs: 3,
+        max_runs: 3,
+        min_seconds: 0.0,
+    }
+}
+
+/// Profiles every `step`-th DEV image (at most `take`) with every variant and the given remote
+/// options, in `dir` (a labels-csv dataset of symlinks). Returns the profile and, in the
+/// profile's order, each image's path and label.
+pub fn profile_subset(
+    dir: &Path,
+    step: usize,
+    take: usize,
+    remote: Vec<triage_compiler::profile::RemoteOption>,
+) -> (triage_compiler::Profile, Vec<(PathBuf, usize)>) {
+    use triage_compiler::profile::run::{profile, NoProgress, ProfileConfig};
+    use triage_zoo::{Dataset, DatasetOptions, Zoo};
+    let zoo = Zoo::open(zoo_dir()).unwrap();
+    let all = Dataset::open(dev_dir(), &DatasetOptions::default()).unwrap();
+    let mut csv = String::from("file,label\n");
+    std::fs::create_dir(dir.join("images")).unwrap();
+    for s in all.samples().iter().step_by(step).take(take) {
+        let name = s.rel.rsplit('/').next().unwrap();
+        std::os::unix::fs::symlink(&s.path, dir.join("images").join(name)).unwrap();
+        csv.push_str(&format!("images/{name},{}\n", s.label));
+    }
+    std::fs::write(dir.join("labels.csv"), csv).unwrap();
+    let data = Dataset::open(dir, &DatasetOptions::default()).unwrap();
+    let cfg = ProfileConfig {
+        remote,
+        shard: None,
+        threads: 2,
+        apply_orientation: true,
+        latency: quick_latency(),
+    };
+    let out = dir.join("p.profile");
+    profile(&zoo, &data, &out, &cfg, &NoProgress).unwrap();
+    let p = triage_compiler::Profile::load(&out).unwrap();
+    let images = p
+        .images
+        .iter()
+        .map(|im| (dir.join(&im.rel), usize::from(im.label)))
+        .collect();
+    (p, images)
+}
