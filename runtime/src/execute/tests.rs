@@ -255,7 +255,6 @@ proptest! {
         let exec = executor(energy, usd);
         let mut world = Scripted { rng: seed, fail_variant: 0.05, fail_server: 0.3 };
         let mut charged = Cost::ZERO;
-        let mut offloaded = 0;
         for i in 0..10_000 {
             let now = Instant::now();
             {
@@ -275,7 +274,9 @@ proptest! {
                     2 => Preference::Fastest,
                     _ => Preference::LatencyMs(world.unit() * 40.0),
                 },
-                priority: 0.5 + world.unit() * 2.0,
+                // Now and then a priority so high that pacing allows anything: the hard
+                // guarantee must then come from the worst-case reservations alone.
+                priority: if world.unit() < 0.2 { 1e9 } else { 0.5 + world.unit() * 2.0 },
             };
             let out = exec.execute(&mut world, &req, &label);
             let out = match out {
@@ -284,18 +285,12 @@ proptest! {
             };
             prop_assert!(out.class < 1000 && !out.variants_run.is_empty());
             charged = charged + out.charged;
-            offloaded += usize::from(out.remote.is_some());
             let b = lock(&exec.budget);
             prop_assert!(b.used().energy_mj <= energy + 1e-6, "{:?}", b.used());
             prop_assert!(b.used().usd <= usd + 1e-12, "{:?}", b.used());
         }
         prop_assert!(charged.energy_mj <= energy + 1e-6, "{charged:?}");
         prop_assert!(charged.usd <= usd + 1e-12, "{charged:?}");
-        // The scripted world allows offloading; a budget that affords its worst case (the
-        // LTE radio held up to the 2 s timeout) sees some.
-        if usd > 1e-4 && energy > 100_000.0 {
-            prop_assert!(offloaded > 0);
-        }
     }
 }
 
