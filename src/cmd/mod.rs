@@ -2,7 +2,9 @@
 
 pub mod compile;
 pub mod data;
+pub mod eval;
 pub mod netem;
+pub mod pipeline;
 pub mod premodel;
 pub mod profile;
 pub mod serve;
