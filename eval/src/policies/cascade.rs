@@ -75,14 +75,30 @@ impl IdkCascade {
     }
 }
 
-fn idk_step(ctx: &Context, f: &IdkFit, i: usize) -> Outcome {
+/// Confidence of every variant on every image of `images` (`[variant][image]`, other images
+/// left at 0), at the given temperatures.
+fn confidences(data: &EvalData, images: &[usize], temps: &[f64]) -> Vec<Vec<f64>> {
+    data.variants
+        .iter()
+        .zip(temps)
+        .map(|(v, &t)| {
+            let mut c = vec![0.0; data.len()];
+            for &i in images {
+                c[i] = confidence(&v.logits[i], t);
+            }
+            c
+        })
+        .collect()
+}
+
+fn idk_step(ctx: &Context, f: &IdkFit, conf: &[Vec<f64>], i: usize) -> Outcome {
     let d = ctx.data;
     let mut ms = d.decode_ms[i];
     let last = f.chain.len() - 1;
     for (k, &col) in f.chain.iter().enumerate() {
         let v = &d.variants[col];
         ms += v.stage_ms;
-        if k == last || confidence(&v.logits[i], f.temps[col]) >= f.threshold {
+        if k == last || conf[col][i] >= f.threshold {
             return ctx.local(i, ms, v.correct[i], v.top5[i], Answer::Local(col));
         }
     }
@@ -114,6 +130,7 @@ impl Contender for IdkCascade {
 
     fn fit(&mut self, ctx: &Context, train: &[usize]) -> Result<()> {
         let temps = temperatures(ctx.data, train, self.calibrated);
+        let conf = confidences(ctx.data, train, &temps);
         let mut fits = Vec::new();
         let mut scores = Vec::new();
         for chain in chains(ctx.data.n_variants()) {
@@ -123,7 +140,8 @@ impl Contender for IdkCascade {
                     threshold: f64::from(t),
                     temps: temps.clone(),
                 };
-                let outs: Vec<Outcome> = train.iter().map(|&i| idk_step(ctx, &f, i)).collect();
+                let outs: Vec<Outcome> =
+                    train.iter().map(|&i| idk_step(ctx, &f, &conf, i)).collect();
                 scores.push(summarize(&outs, |o| o.latency_ms));
                 fits.push(f);
             }
@@ -155,7 +173,8 @@ impl Contender for IdkCascade {
                 suffix(self.calibrated)
             ),
         );
-        run.outcomes = test.iter().map(|&i| idk_step(ctx, f, i)).collect();
+        let conf = confidences(ctx.data, test, &f.temps);
+        run.outcomes = test.iter().map(|&i| idk_step(ctx, f, &conf, i)).collect();
         Ok(vec![run])
     }
 }
@@ -184,11 +203,11 @@ impl Cbo {
     }
 }
 
-fn cbo_step(ctx: &Context, f: &CboFit, i: usize) -> Outcome {
+fn cbo_step(ctx: &Context, f: &CboFit, conf: f64, i: usize) -> Outcome {
     let d = ctx.data;
     let v = &d.variants[f.col];
     let host = d.decode_ms[i] + v.stage_ms;
-    if confidence(&v.logits[i], f.temp) >= f.threshold {
+    if conf >= f.threshold {
         ctx.local(i, host, v.correct[i], v.top5[i], Answer::Local(f.col))
     } else {
         ctx.remote(i, host, f.remote)
@@ -202,20 +221,36 @@ impl Contender for Cbo {
 
     fn fit(&mut self, ctx: &Context, train: &[usize]) -> Result<()> {
         let temps = temperatures(ctx.data, train, self.calibrated);
+        let conf = confidences(ctx.data, train, &temps);
+        let d = ctx.data;
         let mut fits = Vec::new();
         let mut scores = Vec::new();
-        for col in 0..ctx.data.n_variants() {
-            for remote in 0..ctx.data.remote.len() {
+        for col in 0..d.n_variants() {
+            let local: Vec<Outcome> = train.iter().map(|&i| ctx.single(i, col)).collect();
+            for remote in 0..d.remote.len() {
+                let offloaded: Vec<Outcome> = train
+                    .iter()
+                    .map(|&i| ctx.remote(i, d.decode_ms[i] + d.variants[col].stage_ms, remote))
+                    .collect();
                 for &t in &THRESHOLDS {
-                    let f = CboFit {
+                    let outs: Vec<Outcome> = train
+                        .iter()
+                        .enumerate()
+                        .map(|(k, &i)| {
+                            if conf[col][i] >= f64::from(t) {
+                                local[k]
+                            } else {
+                                offloaded[k]
+                            }
+                        })
+                        .collect();
+                    scores.push(summarize(&outs, |o| o.latency_ms));
+                    fits.push(CboFit {
                         col,
                         remote,
                         threshold: f64::from(t),
                         temp: temps[col],
-                    };
-                    let outs: Vec<Outcome> = train.iter().map(|&i| cbo_step(ctx, &f, i)).collect();
-                    scores.push(summarize(&outs, |o| o.latency_ms));
-                    fits.push(f);
+                    });
                 }
             }
         }
@@ -240,7 +275,11 @@ impl Contender for Cbo {
                 f.threshold
             ),
         );
-        run.outcomes = test.iter().map(|&i| cbo_step(ctx, f, i)).collect();
+        let v = &ctx.data.variants[f.col];
+        run.outcomes = test
+            .iter()
+            .map(|&i| cbo_step(ctx, f, confidence(&v.logits[i], f.temp), i))
+            .collect();
         Ok(vec![run])
     }
 }
@@ -274,8 +313,8 @@ mod tests {
             temp: 1.0,
         };
         for i in 0..40 {
-            let o = cbo_step(&ctx, &f, i);
             let conf = confidence(&fx.data.variants[0].logits[i], 1.0);
+            let o = cbo_step(&ctx, &f, conf, i);
             assert_eq!(matches!(o.answer, Answer::Remote(_)), conf < 0.9);
             assert_eq!(o.upload_bytes > 0.0, conf < 0.9);
         }

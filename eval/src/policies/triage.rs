@@ -223,10 +223,22 @@ pub fn matching_point<'p>(
             .min_by(|x, y| x.expected.mean_ms.total_cmp(&y.expected.mean_ms))
     };
     match point.rule {
+        // The ladder's rungs sit at the same relative places in every fold: take the rung
+        // whose bound is closest (log scale); a rung dropped as a duplicate leaves its
+        // neighbour, which runs the same policy.
         Rule::LatencyAtMost(ms) => pts
             .iter()
-            .filter(|p| p.expected.mean_ms <= ms * scale + 1e-9)
-            .max_by(|a, b| a.expected.top1.total_cmp(&b.expected.top1))
+            .filter_map(|p| match p.rule {
+                Rule::LatencyAtMost(b) if b > 0.0 && ms > 0.0 => Some((p, (b / ms).ln().abs())),
+                _ => None,
+            })
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .map(|(p, _)| p)
+            .or_else(|| {
+                pts.iter()
+                    .filter(|p| p.expected.mean_ms <= ms * scale + 1e-9)
+                    .max_by(|a, b| a.expected.top1.total_cmp(&b.expected.top1))
+            })
             .or_else(|| pts.first()),
         Rule::AccuracyAtLeast(a) => fastest_reaching(a).or_else(most_accurate),
         Rule::MostAccurate => most_accurate(),
