@@ -132,7 +132,15 @@ fn tradeoff<DB: DrawingBackend>(
         .y_desc("top-1 (%)")
         .label_style(("sans-serif", 20))
         .axis_desc_style(("sans-serif", 22))
-        .x_label_formatter(&|x| format!("{x:.3}"))
+        .x_label_formatter(&|x| {
+            if *x >= 10.0 {
+                format!("{x:.0}")
+            } else if *x >= 1.0 {
+                format!("{x:.1}")
+            } else {
+                format!("{x:.2}")
+            }
+        })
         .draw()?;
     let front = triage_front(ps, cost);
     let blue = family_color(Family::Triage);
@@ -165,13 +173,47 @@ fn tradeoff<DB: DrawingBackend>(
             }))?
             .label(fam.name())
             .legend(move |(x, y)| Circle::new((x + 12, y), 6, c.filled()));
-        chart.draw_series(members.iter().map(|p| {
-            Text::new(
-                short_name(&p.name),
-                (cost(p) * 1.03, 100.0 * p.top1 + 0.25),
-                ("sans-serif", 15).into_font().color(&RGBColor(40, 40, 40)),
-            )
-        }))?;
+    }
+    // Point labels, nudged apart so that crowded points stay readable, with a leader line
+    // from each point to its label.
+    let mut order: Vec<&PolicyMetrics> = ps.iter().filter(|p| cost(p) > 0.0).collect();
+    order.sort_by(|a, b| b.top1.total_cmp(&a.top1).then(cost(a).total_cmp(&cost(b))));
+    let mut placed: Vec<(i32, i32, i32, i32)> = Vec::new();
+    let style = ("sans-serif", 15).into_font().color(&RGBColor(30, 30, 30));
+    let mut labels = Vec::new();
+    for p in order {
+        let (px, py) = chart.backend_coord(&(cost(p), 100.0 * p.top1));
+        let text = short_name(&p.name);
+        let w = (text.chars().count() as i32) * 8 + 4;
+        let h = 16;
+        let (mut lx, mut ly) = (px + 10, py - 8);
+        for attempt in 0..24 {
+            let clash = placed
+                .iter()
+                .any(|&(x0, y0, x1, y1)| lx < x1 && lx + w > x0 && ly < y1 && ly + h > y0);
+            if !clash {
+                break;
+            }
+            // Alternate below and above, moving further out each time.
+            let k = attempt / 2 + 1;
+            ly = if attempt % 2 == 0 {
+                py - 8 + k * h
+            } else {
+                py - 8 - k * h
+            };
+            lx = px + 10;
+        }
+        placed.push((lx, ly, lx + w, ly + h));
+        labels.push(((px, py), (lx, ly), text));
+    }
+    for ((px, py), (lx, ly), text) in labels {
+        if (ly - (py - 8)).abs() > 2 {
+            root.draw(&PathElement::new(
+                vec![(px, py), (lx - 2, ly + 8)],
+                RGBColor(170, 170, 170).stroke_width(1),
+            ))?;
+        }
+        root.draw(&Text::new(text, (lx, ly), style.clone()))?;
     }
     chart
         .configure_series_labels()
@@ -188,7 +230,7 @@ fn tradeoff<DB: DrawingBackend>(
 fn short_name(n: &str) -> String {
     n.replace("efficientnet_", "effnet-")
         .replace("mobilenet_", "mnet-")
-        .replace("triage ", "T:")
+        .replace("triage ", "triage:")
         .replace(" (uncalibrated)", " (raw)")
         .replace(" (calibrated)", " (cal)")
 }
@@ -203,7 +245,7 @@ fn reliability<DB: DrawingBackend>(
     let rows = n.div_ceil(cols);
     let (title, body) = root.split_vertically(60);
     title.draw(&Text::new(
-        "Reliability: accuracy vs confidence, before (red) and after (blue) temperature scaling",
+        "Reliability: accuracy vs confidence, before (red) and after (blue) temperature scaling (bins of 5+ images)",
         (20, 18),
         ("sans-serif", 26),
     ))?;
@@ -241,7 +283,8 @@ fn reliability<DB: DrawingBackend>(
                 .count
                 .iter()
                 .zip(rel.confidence.iter().zip(&rel.accuracy))
-                .filter(|(c, _)| **c > 0)
+                // Bins of fewer than five predictions are noise, not calibration.
+                .filter(|(c, _)| **c >= 5)
                 .map(|(_, (&x, &y))| (x, y))
                 .collect();
             chart.draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))?;
