@@ -43,6 +43,12 @@ enum Command {
     /// Inspect a plan.
     #[command(subcommand)]
     Plan(cmd::compile::PlanCommand),
+    /// Replay Triage and the published baselines on a profile; report accuracy, latency,
+    /// energy and cost with confidence intervals.
+    Eval(cmd::eval::EvalArgs),
+    /// Profile, compile, evaluate (cross-validated) and report on the shared data, reusing
+    /// what has not changed.
+    Pipeline(cmd::pipeline::PipelineArgs),
     /// Cross-validate premodel learners on a profile.
     #[command(subcommand)]
     Premodel(cmd::premodel::PremodelCommand),
@@ -68,6 +74,8 @@ fn main() -> ExitCode {
         Command::Plan(c) => cmd::compile::run_plan(c),
         Command::Run(c) => cmd::run::run(*c, &cli.shared),
         Command::Bench(c) => cmd::bench::run(c, &cli.shared),
+        Command::Eval(c) => cmd::eval::run(c),
+        Command::Pipeline(c) => cmd::pipeline::run(c, &cli.shared),
         Command::Serve(c) => cmd::serve::run(c, &cli.shared),
         Command::Netem(c) => cmd::netem::run(c, &cli.shared),
     };

@@ -3,7 +3,9 @@
 pub mod bench;
 pub mod compile;
 pub mod data;
+pub mod eval;
 pub mod netem;
+pub mod pipeline;
 pub mod premodel;
 pub mod profile;
 pub mod run;

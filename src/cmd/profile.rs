@@ -76,7 +76,7 @@ struct RunArgs {
     json: bool,
 }
 
-struct Bar {
+pub(crate) struct Bar {
     bar: Mutex<Option<ProgressBar>>,
     quiet: bool,
 }
@@ -103,7 +103,14 @@ impl Progress for Bar {
 }
 
 impl Bar {
-    fn finish(&self) {
+    pub(crate) fn new(quiet: bool) -> Self {
+        Bar {
+            bar: Mutex::new(None),
+            quiet,
+        }
+    }
+
+    pub(crate) fn finish(&self) {
         if let Ok(mut slot) = self.bar.lock() {
             if let Some(b) = slot.take() {
                 b.finish_and_clear();
