@@ -11,7 +11,7 @@ use clap::Args;
 use serde::Serialize;
 use triage_runtime::budget::BudgetConfig;
 use triage_runtime::link::{LinkConfig, LinkEmulator, Trace};
-use triage_runtime::{Outcome, Preference, Request, Runtime, RuntimeConfig};
+use triage_runtime::{NetworkView, Outcome, Preference, Request, Runtime, RuntimeConfig};
 
 use super::zoo::DataArgs;
 
@@ -113,6 +113,7 @@ pub fn run(args: RunArgs, shared: &Path) -> Result<ExitCode> {
     }
     // The emulated link sits between the runtime and the server.
     let mut link = None;
+    let mut assumed = RuntimeConfig::default().assumed_network;
     let server = match (&args.server, &args.trace) {
         (Some(url), Some(trace)) => {
             let path = super::locate_trace(trace, shared);
@@ -124,6 +125,12 @@ pub fn run(args: RunArgs, shared: &Path) -> Result<ExitCode> {
             if upstream.contains('/') {
                 bail!("--server with --trace must be http://HOST:PORT, got {url}");
             }
+            // Until uploads measure the link, assume the trace's mean capacity.
+            let mbps = t.capacity_bps(0.0, t.period_ms() as f64) / 1e6;
+            assumed = Some(NetworkView {
+                up_mbps: mbps,
+                rtt_ms: args.rtt_ms as f64,
+            });
             let cfg = LinkConfig::new(t.clone(), t, Duration::from_millis(args.rtt_ms));
             let l = LinkEmulator::start("127.0.0.1:0", upstream.as_str(), cfg)?;
             let proxied = format!("http://{}", l.local_addr());
@@ -142,6 +149,7 @@ pub fn run(args: RunArgs, shared: &Path) -> Result<ExitCode> {
         },
         memory_cap_bytes: args.memory_mb.map(|m| m << 20),
         server,
+        assumed_network: assumed,
         ..RuntimeConfig::default()
     };
     let rt = Runtime::open(&args.plan, &zoo_dir, config)
