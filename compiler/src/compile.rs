@@ -460,12 +460,28 @@ pub fn compile(
     }
 
     // 4. Offloading tables need the best single variant's latency as the default limit.
-    let best_single_ms = (0..nv)
-        .max_by(|&a, &b| {
-            let acc = |v: usize| (0..n).filter(|&i| t.correctness.get(i, v)).count();
-            acc(a).cmp(&acc(b)).then(b.cmp(&a))
+    let singles: Vec<Baseline> = (0..nv)
+        .map(|v| {
+            let ms: Vec<f64> = (0..n)
+                .map(|i| oof_tables.base_ms[i] + stage_ms[v])
+                .collect();
+            let mean = ms.iter().sum::<f64>() / n as f64;
+            Baseline {
+                name: t.names[v].clone(),
+                top1: (0..n).filter(|&i| t.correctness.get(i, v)).count() as f64 / n as f64,
+                mean_ms: mean * scale,
+                energy_mj: device.compute_mj(mean),
+            }
         })
-        .map_or(0.0, |v| (mean_decode + stage_ms[v]) * scale);
+        .collect();
+    // The most accurate single variant (the cheaper one on a tie).
+    let best_single_ms = singles
+        .iter()
+        .fold(None::<&Baseline>, |best, b| match best {
+            Some(x) if x.top1 >= b.top1 => Some(x),
+            _ => Some(b),
+        })
+        .map_or(0.0, |b| b.mean_ms);
     let offload_ctx = if opts.offload && !remote.is_empty() {
         let link = match &opts.offload_link {
             Some(l) if device.radio.contains_key(l) => l.clone(),
@@ -559,20 +575,6 @@ pub fn compile(
         .or_else(|| points.iter().position(|p| p.name == "match-best"))
         .unwrap_or(points.len().saturating_sub(1));
 
-    let singles = (0..nv)
-        .map(|v| {
-            let ms: Vec<f64> = (0..n)
-                .map(|i| oof_tables.base_ms[i] + stage_ms[v])
-                .collect();
-            let mean = ms.iter().sum::<f64>() / n as f64;
-            Baseline {
-                name: t.names[v].clone(),
-                top1: (0..n).filter(|&i| t.correctness.get(i, v)).count() as f64 / n as f64,
-                mean_ms: mean * scale,
-                energy_mj: device.compute_mj(mean),
-            }
-        })
-        .collect();
     let oracle_ms = (0..n)
         .map(|i| oof_tables.base_ms[i] + stage_ms[t.correctness.oracle_choice(i)])
         .sum::<f64>()

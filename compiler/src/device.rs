@@ -130,8 +130,19 @@ impl Device {
         let down_ms = down_bytes * 8.0 / (down_mbps.max(1e-6) * 1e3);
         let active = up_ms * (r.base_w + r.up_w_per_mbps * up_mbps)
             + down_ms * (r.base_w + r.down_w_per_mbps * down_mbps);
-        let tail = r.tail_ms.min(self.request_interval_ms) * r.tail_w;
-        Some((active + tail, up_ms + down_ms))
+        Some((active + self.tail_mj(r), up_ms + down_ms))
+    }
+
+    /// Radio energy (mJ) of holding `link` active for `active_ms` while sending at
+    /// `up_mbps`, tail included: what an exchange of measured (or bounded) duration costs.
+    pub fn radio_held_mj(&self, link: &str, active_ms: f64, up_mbps: f64) -> Option<f64> {
+        let r = self.radio.get(link)?;
+        Some(active_ms * (r.base_w + r.up_w_per_mbps * up_mbps) + self.tail_mj(r))
+    }
+
+    /// Tail energy after a transfer, bounded by the time to the next request, mJ.
+    fn tail_mj(&self, r: &Radio) -> f64 {
+        r.tail_ms.min(self.request_interval_ms) * r.tail_w
     }
 
     /// Cloud cost of one request that keeps the server busy `server_host_ms` (host time), USD.

@@ -166,9 +166,13 @@ fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
 /// The schema version of a container, after checking its magic.
 pub fn schema_of(path: &Path, magic: &[u8; 8]) -> Result<u32> {
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut r = BufReader::new(file);
+    read_preamble(&mut BufReader::new(file), path, magic)
+}
+
+/// Reads the preamble, checks the magic and returns the schema version.
+fn read_preamble(r: &mut impl Read, path: &Path, magic: &[u8; 8]) -> Result<u32> {
     let mut pre = [0u8; PREAMBLE as usize];
-    let got = read_up_to(&mut r, &mut pre).map_err(|e| Error::io(path, e))?;
+    let got = read_up_to(r, &mut pre).map_err(|e| Error::io(path, e))?;
     if got < pre.len() || &pre[..8] != magic {
         return Err(Error::format(
             path,
@@ -196,19 +200,7 @@ pub fn scan(
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let file_len = file.metadata().map_err(|e| Error::io(path, e))?.len();
     let mut r = BufReader::with_capacity(1 << 20, file);
-    let mut pre = [0u8; PREAMBLE as usize];
-    let got = read_up_to(&mut r, &mut pre).map_err(|e| Error::io(path, e))?;
-    if got < pre.len() || &pre[..8] != magic {
-        return Err(Error::format(
-            path,
-            format!(
-                "not a {} file (expected magic {:?})",
-                String::from_utf8_lossy(magic),
-                String::from_utf8_lossy(magic)
-            ),
-        ));
-    }
-    let version = u32::from_le_bytes([pre[8], pre[9], pre[10], pre[11]]);
+    let version = read_preamble(&mut r, path, magic)?;
     if version != schema {
         return Err(Error::format(
             path,

@@ -245,16 +245,14 @@ impl Runtime {
                     v.name, spec.sha256, v.sha256
                 )));
             }
+            if config.verify_hashes {
+                zoo.variants()[i]
+                    .verify()
+                    .map_err(|e| mismatch(format!("variant '{}': {e}", v.name)))?;
+            }
             // Weights plus tract's packed copies and activations: about twice the file.
             memory.push(spec.file_size_bytes.saturating_mul(2));
             zoo_index.push(i);
-        }
-        if config.verify_hashes {
-            for (name, result) in zoo.verify() {
-                if plan.variants.iter().any(|v| v.name == name) {
-                    result.map_err(|e| mismatch(format!("variant '{name}': {e}")))?;
-                }
-            }
         }
         let client = match &config.server {
             Some(url) => Some(RemoteClient::new(url, config.remote.clone())?),

@@ -34,7 +34,7 @@ pub struct EvalArgs {
     #[arg(long)]
     pub data: Option<PathBuf>,
     /// Dataset layout instead of detecting it: labels-csv, caffe, image-folder, kaggle.
-    #[arg(long, value_parser = parse_layout)]
+    #[arg(long, value_parser = super::zoo::parse_layout)]
     pub layout: Option<Layout>,
     /// synsets.txt mapping WordNet ids to class indices (ImageFolder subsets, Kaggle).
     #[arg(long)]
@@ -79,11 +79,6 @@ pub struct EvalArgs {
     /// Measure outcomes live with the runtime instead of replaying a profile.
     #[arg(long)]
     pub live: bool,
-}
-
-fn parse_layout(s: &str) -> std::result::Result<Layout, String> {
-    Layout::parse(s)
-        .ok_or_else(|| format!("unknown layout '{s}' (known: {})", Layout::NAMES.join(", ")))
 }
 
 struct Bar {

@@ -223,12 +223,9 @@ pub fn run(args: RunArgs, shared: &Path) -> Result<ExitCode> {
     bar.finish_and_clear();
     let n_ok = latencies.len().max(1) as f64;
     s.top1 = (s.labelled > 0).then(|| s.correct as f64 / s.labelled as f64);
-    s.mean_latency_ms = latencies.iter().sum::<f64>() / n_ok;
-    latencies.sort_by(f64::total_cmp);
-    s.p95_latency_ms = latencies
-        .get(((latencies.len() as f64 * 0.95) as usize).min(latencies.len().saturating_sub(1)))
-        .copied()
-        .unwrap_or(0.0);
+    let stats = triage_compiler::profile::LatencyStats::from_samples(&latencies);
+    s.mean_latency_ms = stats.mean_ms;
+    s.p95_latency_ms = stats.p95_ms;
     s.mean_energy_mj = energy / n_ok;
     s.usd_per_1000 = 1000.0 * usd / n_ok;
     let status = rt.status();

@@ -34,7 +34,7 @@ pub struct DataArgs {
     pub no_exif_orientation: bool,
 }
 
-fn parse_layout(s: &str) -> std::result::Result<Layout, String> {
+pub fn parse_layout(s: &str) -> std::result::Result<Layout, String> {
     Layout::parse(s)
         .ok_or_else(|| format!("unknown layout '{s}' (known: {})", Layout::NAMES.join(", ")))
 }

@@ -47,17 +47,18 @@ impl Default for BenchConfig {
     }
 }
 
-/// Latency distribution of warm single-image runs, milliseconds.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct Latency {
-    pub runs: usize,
+/// Latency distribution of repeated warm runs, milliseconds (also what profiles store per
+/// variant).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LatencyStats {
+    pub runs: u32,
     pub median_ms: f64,
     pub p95_ms: f64,
     pub mean_ms: f64,
     pub min_ms: f64,
 }
 
-impl Latency {
+impl LatencyStats {
     /// Statistics of `samples` (any order, non-finite values dropped).
     pub fn from_samples(samples: &[f64]) -> Self {
         let mut s: Vec<f64> = samples.iter().copied().filter(|x| x.is_finite()).collect();
@@ -70,8 +71,8 @@ impl Latency {
             let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
             s[lo] + (s[hi] - s[lo]) * (pos - lo as f64)
         };
-        Latency {
-            runs: s.len(),
+        LatencyStats {
+            runs: s.len() as u32,
             median_ms: q(0.5),
             p95_ms: q(0.95),
             mean_ms: if s.is_empty() {
@@ -90,7 +91,7 @@ pub struct BackendResult {
     pub backend: String,
     /// Load, graph optimization and first session, milliseconds (no hash check).
     pub load_ms: f64,
-    pub latency: Latency,
+    pub latency: LatencyStats,
     /// Images per second with `threads` threads sharing the engine.
     pub images_per_second: f64,
     pub threads: usize,
@@ -191,7 +192,7 @@ pub fn bench_variant(
         results.push(BackendResult {
             backend: b.name().to_string(),
             load_ms: *load_ms,
-            latency: Latency::from_samples(&samples[k]),
+            latency: LatencyStats::from_samples(&samples[k]),
             images_per_second: ips,
             threads,
             ratio_to_fastest: 1.0,
@@ -262,11 +263,11 @@ mod tests {
 
     #[test]
     fn latency_quantiles() {
-        let l = Latency::from_samples(&[5.0, 1.0, 3.0, 2.0, 4.0, f64::NAN]);
+        let l = LatencyStats::from_samples(&[5.0, 1.0, 3.0, 2.0, 4.0, f64::NAN]);
         assert_eq!(l.runs, 5);
         assert_eq!(l.median_ms, 3.0);
         assert_eq!(l.min_ms, 1.0);
         assert!((l.p95_ms - 4.8).abs() < 1e-9);
-        assert_eq!(Latency::from_samples(&[]).median_ms, 0.0);
+        assert_eq!(LatencyStats::from_samples(&[]).median_ms, 0.0);
     }
 }

@@ -137,46 +137,7 @@ impl Header {
     }
 }
 
-/// Latency distribution of repeated warm runs.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LatencyStats {
-    pub runs: u32,
-    pub median_ms: f64,
-    pub p95_ms: f64,
-    pub mean_ms: f64,
-    pub min_ms: f64,
-}
-
-impl LatencyStats {
-    /// Statistics of `samples_ms` (any order). Empty input gives zeros.
-    pub fn from_samples(samples_ms: &[f64]) -> Self {
-        let mut s: Vec<f64> = samples_ms
-            .iter()
-            .copied()
-            .filter(|x| x.is_finite())
-            .collect();
-        s.sort_by(f64::total_cmp);
-        let q = |p: f64| -> f64 {
-            if s.is_empty() {
-                return 0.0;
-            }
-            let pos = p * (s.len() - 1) as f64;
-            let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
-            s[lo] + (s[hi] - s[lo]) * (pos - lo as f64)
-        };
-        LatencyStats {
-            runs: s.len() as u32,
-            median_ms: q(0.5),
-            p95_ms: q(0.95),
-            mean_ms: if s.is_empty() {
-                0.0
-            } else {
-                s.iter().sum::<f64>() / s.len() as f64
-            },
-            min_ms: s.first().copied().unwrap_or(0.0),
-        }
-    }
-}
+pub use triage_zoo::bench::LatencyStats;
 
 /// What one variant costs on the profiling host, measured apart from the accuracy pass.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -205,11 +205,10 @@ impl Executor {
 
     /// Radio energy of keeping the radio active `active_ms` at `up_mbps`, tail included, mJ.
     fn radio_mj(&self, active_ms: f64, up_mbps: f64) -> f64 {
-        let d = &self.plan.device;
-        d.radio.get(&self.link).map_or(0.0, |r| {
-            active_ms * (r.base_w + r.up_w_per_mbps * up_mbps)
-                + r.tail_ms.min(d.request_interval_ms) * r.tail_w
-        })
+        self.plan
+            .device
+            .radio_held_mj(&self.link, active_ms, up_mbps)
+            .unwrap_or(0.0)
     }
 
     /// Executes one request; `classes` names the answer.
