@@ -9,8 +9,16 @@
 //!   variant that is right 85% of the time) collapses the tree to its root. Fitting with
 //!   class-balanced sample weights makes majorities mean "enriched relative to the base rate",
 //!   so informative splits survive; leaf probabilities still come from unweighted counts.
-//! * it predicts one label, so the multi-label form trains one binary tree per variant and the
-//!   cheapest-correct form one multi-class tree whose leaves store per-variant adequacy.
+//! * it predicts one label, so the multi-label form trains one binary tree per variant, and the
+//!   cheapest-correct form one binary tree per variant for "the cheapest correct variant is
+//!   this one or a cheaper one" (Frank and Hall's ordinal decomposition, ECML 2001), which is
+//!   exactly the adequacy the compiler asks for.
+//! * it keeps class weights in a `HashMap` with a random hasher, and both its majority class
+//!   (on an exact tie) and a multi-class impurity (a float sum in hash order) depend on that
+//!   order, so two fits could differ. Every tree here is binary (a sum of two terms does not
+//!   depend on order) and class 1's weights are nudged by a factor of `1 + TIE_NUDGE`, so the
+//!   two weighted class totals of a node are never exactly equal: at a node whose class
+//!   proportion matches the root's, balanced weights would otherwise tie exactly.
 //!
 //! The compiled form (not linfa's node structure) is what gets serialized and evaluated:
 //! a few comparisons per prediction, no allocation.
@@ -21,10 +29,7 @@ use linfa_trees::{DecisionTree, TreeNode};
 use ndarray::{Array1, Array2};
 use serde::{Deserialize, Serialize};
 
-use super::{
-    adequacy_from_classes, check_row, check_training, class_labels, LabelTarget, Learner,
-    TargetForm,
-};
+use super::{check_row, check_training, class_labels, LabelTarget, Learner, TargetForm};
 use crate::data::{Correctness, Matrix};
 use crate::error::{Error, Result};
 
@@ -206,6 +211,10 @@ fn compile(tree: &DecisionTree<f32, usize>) -> Vec<Node> {
     nodes
 }
 
+/// Relative nudge of class 1's sample weights that breaks exact majority ties (see the
+/// module docs); small enough not to change any split that is not a near-tie.
+const TIE_NUDGE: f32 = 1.414_213_5e-3;
+
 /// Fits one tree on `labels` (`n_classes` classes) and fills its leaves with smoothed class
 /// probabilities, converted by `to_output` into the tree's output values.
 fn fit_one(
@@ -224,10 +233,15 @@ fn fit_one(
     let weights: Array1<f32> = labels
         .iter()
         .map(|&l| {
-            if params.balanced {
+            let w = if params.balanced {
                 n as f32 / (present as f32 * counts[l] as f32)
             } else {
                 1.0
+            };
+            if l == 1 {
+                w * (1.0 + TIE_NUDGE)
+            } else {
+                w
             }
         })
         .collect();
@@ -329,16 +343,14 @@ impl Learner for Tree {
                 })
                 .collect::<Result<Vec<_>>>()?,
             TargetForm::CheapestCorrect => {
-                let (labels, k) = class_labels(y, LabelTarget::Cheapest);
-                vec![fit_one(
-                    &xa,
-                    x,
-                    &labels,
-                    k,
-                    params,
-                    nv,
-                    adequacy_from_classes,
-                )?]
+                let (cheapest, _) = class_labels(y, LabelTarget::Cheapest);
+                (0..nv)
+                    .map(|j| {
+                        let labels: Vec<usize> =
+                            cheapest.iter().map(|&c| usize::from(c <= j)).collect();
+                        fit_one(&xa, x, &labels, 2, params, 1, |p, out| out[0] = p[1])
+                    })
+                    .collect::<Result<Vec<_>>>()?
             }
         };
         Ok(Self {
@@ -373,6 +385,14 @@ impl Learner for Tree {
                 "tree outputs do not cover all variants".into(),
             ));
         }
+        if self.params.target == TargetForm::CheapestCorrect {
+            // P(cheapest correct <= j) cannot fall as j grows; independent trees may disagree.
+            let mut floor = 0f32;
+            for p in out.iter_mut() {
+                floor = floor.max(*p);
+                *p = floor;
+            }
+        }
         Ok(())
     }
 }
@@ -381,6 +401,48 @@ impl Learner for Tree {
 mod tests {
     use super::*;
     use crate::learners::testdata::{constant_brier, mean_brier, synthetic};
+
+    #[test]
+    fn fits_are_identical_when_node_proportions_tie() {
+        // One class twice as common as the other and heavily quantized features: with
+        // balanced weights, many nodes hold exactly the root's proportion, where linfa-trees'
+        // majority class (and so its pruning) would follow its hash order.
+        for seed in 0..6u64 {
+            let (mut x, y0) = synthetic(240, 3, seed);
+            for i in 0..x.n_rows() {
+                for v in x.row_mut(i) {
+                    *v = (*v * 2.0).round();
+                }
+            }
+            let rows: Vec<[bool; 2]> = (0..240).map(|i| [i % 3 != 0, y0.get(i, 0)]).collect();
+            let y = Correctness::from_rows(&rows).unwrap();
+            for target in [TargetForm::MultiLabel, TargetForm::CheapestCorrect] {
+                let p = TreeParams::new()
+                    .with_min_samples_leaf(1)
+                    .with_max_depth(Some(12))
+                    .with_target(target);
+                let a = Tree::fit(&x, &y, &p, 0).unwrap();
+                for _ in 0..8 {
+                    assert_eq!(
+                        a,
+                        Tree::fit(&x, &y, &p, 0).unwrap(),
+                        "seed {seed} {target:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn cheapest_correct_adequacy_never_falls() {
+        let (x, y) = synthetic(400, 4, 5);
+        let p = TreeParams::new().with_target(TargetForm::CheapestCorrect);
+        let t = Tree::fit(&x, &y, &p, 0).unwrap();
+        for i in 0..x.n_rows() {
+            let a = t.predict_proba(x.row(i)).unwrap();
+            assert!(a.windows(2).all(|w| w[0] <= w[1]), "{a:?}");
+        }
+    }
 
     #[test]
     fn fitting_twice_gives_the_same_tree() {
