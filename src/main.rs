@@ -43,8 +43,8 @@ enum Command {
     /// Inspect a plan.
     #[command(subcommand)]
     Plan(cmd::compile::PlanCommand),
-    /// Replay Triage and the published baselines on a profile; report accuracy, latency,
-    /// energy and cost with confidence intervals.
+    /// Replay Triage and the published baselines on a profile (or run the plan live on the
+    /// images); report accuracy, latency, energy and cost with confidence intervals.
     Eval(cmd::eval::EvalArgs),
     /// Profile, compile, evaluate (cross-validated) and report on the shared data, reusing
     /// what has not changed.
@@ -74,7 +74,7 @@ fn main() -> ExitCode {
         Command::Plan(c) => cmd::compile::run_plan(c),
         Command::Run(c) => cmd::run::run(*c, &cli.shared),
         Command::Bench(c) => cmd::bench::run(c, &cli.shared),
-        Command::Eval(c) => cmd::eval::run(c),
+        Command::Eval(c) => cmd::eval::run(c, &cli.shared),
         Command::Pipeline(c) => cmd::pipeline::run(c, &cli.shared),
         Command::Serve(c) => cmd::serve::run(c, &cli.shared),
         Command::Netem(c) => cmd::netem::run(c, &cli.shared),

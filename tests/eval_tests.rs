@@ -474,11 +474,118 @@ fn bad_inputs_give_clear_errors() {
         "{err}"
     );
 
-    // Live mode is a typed, explained refusal.
-    let out = eval_cli(&["--profile", w.a.to_str().unwrap(), "--live"]);
+    // Live mode names the points a plan has when asked for another.
+    let out = eval_cli(&[
+        "--live",
+        "--points",
+        "no-such-point",
+        "--zoo",
+        w.zoo.to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not available in this build"));
-    let _ = &w.zoo;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no point 'no-such-point'") && err.contains("match-best"),
+        "{err}"
+    );
+}
+
+/// A copy of `data-a` with one undecodable image added.
+fn data_with_a_broken_image(w: &World) -> PathBuf {
+    let dir = w.root.join("data-a-broken");
+    if dir.exists() {
+        return dir;
+    }
+    std::fs::create_dir_all(dir.join("images")).unwrap();
+    let src = w.root.join("data-a");
+    for e in std::fs::read_dir(src.join("images")).unwrap() {
+        let p = e.unwrap().path();
+        std::os::unix::fs::symlink(
+            std::fs::read_link(&p).unwrap(),
+            dir.join("images").join(p.file_name().unwrap()),
+        )
+        .unwrap();
+    }
+    std::fs::write(dir.join("images/zz_broken.JPEG"), b"\xff\xd8 not a jpeg").unwrap();
+    let mut csv = std::fs::read_to_string(src.join("labels.csv")).unwrap();
+    csv.push_str("images/zz_broken.JPEG,3\n");
+    std::fs::write(dir.join("labels.csv"), csv).unwrap();
+    dir
+}
+
+#[test]
+fn live_runs_the_runtime_at_every_point_and_agrees_with_replay() {
+    let w = world();
+    let plan = triage_compiler::plan::Plan::load(&w.plan).unwrap();
+    let data = data_with_a_broken_image(w);
+    let out = eval_cli(&[
+        "--live",
+        "--zoo",
+        w.zoo.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--profile",
+        w.a.to_str().unwrap(),
+        "--json",
+    ]);
+    let v = ok_json(&out);
+    assert_eq!(v["schema"], "triage.eval/1");
+    assert_eq!(v["mode"], "live");
+    // The broken image is reported and left out; the 30 others are all classified.
+    assert_eq!(v["n_images"], 30);
+    let failures = v["live_failures"].as_array().unwrap();
+    assert_eq!(failures.len(), 1);
+    assert!(failures[0]["image"].as_str().unwrap().contains("zz_broken"));
+    let policies = v["policies"].as_array().unwrap();
+    assert_eq!(policies.len(), plan.points.len());
+    for (p, point) in policies.iter().zip(&plan.points) {
+        assert_eq!(p["family"], "triage");
+        assert_eq!(p["name"], format!("triage {}", point.name));
+        assert!(p["mean_latency_ms"].as_f64().unwrap() > 0.0);
+        assert!(p["mean_energy_mj"].as_f64().unwrap() > 0.0);
+    }
+    // Live against the replay of the same plan on the profile of the same files: the runtime
+    // decodes, calibrates and escalates as the compiler modelled, so answers agree (a
+    // confidence within float noise of a threshold may flip one image).
+    let rows = v["live_vs_replay"].as_array().unwrap();
+    assert_eq!(rows.len(), plan.points.len());
+    for r in rows {
+        assert_eq!(r["n_images"], 30);
+        assert!(r["disagreements"].as_u64().unwrap() <= 1, "{r}");
+        let (l, p) = (
+            r["live_top1"].as_f64().unwrap(),
+            r["replay_top1"].as_f64().unwrap(),
+        );
+        assert!((l - p).abs() <= 1.0 / 30.0 + 1e-9, "{r}");
+        assert!(r["latency_ratio"].as_f64().unwrap() > 0.0, "{r}");
+    }
+
+    // The report files of a live run.
+    let report = w.root.join("live-report");
+    let out = eval_cli(&[
+        "--live",
+        "--zoo",
+        w.zoo.to_str().unwrap(),
+        "--data",
+        w.root.join("data-a").to_str().unwrap(),
+        "--profile",
+        w.a.to_str().unwrap(),
+        "--limit",
+        "8",
+        "--points",
+        "match-best",
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let md = std::fs::read_to_string(report.join("report.md")).unwrap();
+    assert!(md.contains("## Live against replay"), "{md}");
+    assert!(report.join("accuracy_vs_latency.png").is_file());
+    assert!(!report.join("reliability.png").exists());
 }
 
 /// A made-up but well-formed synsets file: class `i` is wnid `n1000000i`-style.
@@ -603,4 +710,72 @@ fn every_imagenet_layout_is_accepted_as_the_profiled_images() {
         let v = ok_json(&out);
         assert_eq!(v["n_images"], 30);
     }
+}
+
+#[test]
+fn replay_applies_each_points_offloading_table() {
+    use triage_compiler::offload::{Cell, CellExpected, OffloadTable};
+    let w = world();
+    let mut plan = triage_compiler::plan::Plan::load(&w.plan).unwrap();
+    let b = Profile::load(&w.b).unwrap();
+    let rels: Vec<&str> = b.measured().map(|(r, _)| r.rel.as_str()).collect();
+    // Offload every answer below confidence 1.01 (all of them) in cells of at least 2 Mbit/s.
+    let table = |below: f32| OffloadTable {
+        link: "lte".into(),
+        up_mbps_edges: vec![2.0],
+        rtt_ms_edges: vec![100.0],
+        latency_limit_ms: 1e9,
+        cells: vec![
+            None,
+            None,
+            Some(Cell {
+                option: 0,
+                below,
+                expected: CellExpected {
+                    top1: 0.0,
+                    mean_ms: 0.0,
+                    energy_mj: 0.0,
+                    usd_per_1000: 0.0,
+                    upload_kb: 0.0,
+                    offload_rate: 1.0,
+                },
+            }),
+            None,
+        ],
+    };
+    let remote_share = |runs: &[PolicyRun]| -> Vec<f64> {
+        runs.iter()
+            .map(|r| {
+                r.outcomes
+                    .iter()
+                    .filter(|o| matches!(o.answer, Answer::Remote(_)) && o.upload_bytes > 0.0)
+                    .count() as f64
+                    / r.outcomes.len() as f64
+            })
+            .collect()
+    };
+    for p in &mut plan.points {
+        p.offload = Some(table(1.01));
+    }
+    let fast = Link::constant("lte", 5.0, 5.0, 40.0);
+    let slow = Link::constant("lte", 1.0, 1.0, 40.0);
+    let far = Link::constant("lte", 5.0, 5.0, 300.0);
+    let runs =
+        triage_eval::live::replay_same_images(&plan, &b, &rels, &device(), &fast, true).unwrap();
+    assert!(remote_share(&runs).iter().all(|&s| s == 1.0));
+    assert!(runs[0].outcomes.iter().all(|o| o.usd > 0.0));
+    // The cell of a slow uplink or a long RTT stays local; so does a run without offloading.
+    for (link, offload) in [(&slow, true), (&far, true), (&fast, false)] {
+        let runs =
+            triage_eval::live::replay_same_images(&plan, &b, &rels, &device(), link, offload)
+                .unwrap();
+        assert!(remote_share(&runs).iter().all(|&s| s == 0.0));
+    }
+    // A threshold of 0 never offloads: no local answer is less confident than that.
+    for p in &mut plan.points {
+        p.offload = Some(table(0.0));
+    }
+    let runs =
+        triage_eval::live::replay_same_images(&plan, &b, &rels, &device(), &fast, true).unwrap();
+    assert!(remote_share(&runs).iter().all(|&s| s == 0.0));
 }

@@ -282,9 +282,7 @@ pub fn compile(
             .servers
             .iter()
             .filter_map(|s| profile.variant_index(s))
-            .map(|v| {
-                profile.costs.variants[v].latency.median_ms + profile.costs.variants[v].prep_ms
-            })
+            .map(|v| profile.costs.variants[v].stage_ms())
             .sum();
         remote.push(PlanRemote {
             name: opt.name(),
@@ -306,7 +304,7 @@ pub fn compile(
     let stage_ms: Vec<f64> = t
         .order
         .iter()
-        .map(|&v| profile.costs.variants[v].latency.median_ms + profile.costs.variants[v].prep_ms)
+        .map(|&v| profile.costs.variants[v].stage_ms())
         .collect();
     let base_ms: Vec<f64> = measured
         .iter()
@@ -613,7 +611,7 @@ pub fn compile(
                     sha256: info.sha256.clone(),
                     input_size: info.input_size,
                     temperature,
-                    median_ms: c.latency.median_ms,
+                    mean_ms: c.latency.mean_ms,
                     prep_ms: c.prep_ms,
                 }
             })
@@ -623,6 +621,7 @@ pub fn compile(
         points,
         default_point,
         decode_ms: mean_decode,
+        decode_min_shorter_side: profile.header.decode_min_shorter_side,
         features_ms: oof_tables.features_ms.iter().sum::<f64>() / n as f64,
         calibration,
     };

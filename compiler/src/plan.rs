@@ -19,7 +19,7 @@ use crate::policy::{Policy, RouterKind, Rule};
 use crate::records;
 
 pub const MAGIC: &[u8; 8] = b"TRIAGEPL";
-pub const SCHEMA: u32 = 2;
+pub const SCHEMA: u32 = 3;
 const KIND_PLAN: u8 = 1;
 
 /// A zoo variant the plan may run, in cost order (policies index this list).
@@ -30,8 +30,8 @@ pub struct PlanVariant {
     pub input_size: u32,
     /// Calibration temperature: probabilities are `softmax(logits / temperature)`.
     pub temperature: f64,
-    /// Profiled warm inference median and preprocessing, host ms.
-    pub median_ms: f64,
+    /// Profiled mean warm inference and mean preprocessing, host ms.
+    pub mean_ms: f64,
     pub prep_ms: f64,
 }
 
@@ -119,6 +119,10 @@ pub struct Plan {
     pub default_point: usize,
     /// Mean decode time per image on the profiling host, ms (part of every point's latency).
     pub decode_ms: f64,
+    /// The JPEG decode the profile measured the variants on: the smallest scale keeping this
+    /// shorter side (`None`: full resolution). The runtime decodes the same way, so each
+    /// variant sees the pixels its calibration and thresholds were fitted on.
+    pub decode_min_shorter_side: Option<u32>,
     /// Mean premodel feature time per image on the profiling host, ms.
     pub features_ms: f64,
     pub calibration: Vec<Calibration>,
@@ -147,14 +151,14 @@ impl Plan {
             return Err("decode or feature time is not a non-negative number".into());
         }
         for v in &self.variants {
-            if !(v.median_ms.is_finite()
-                && v.median_ms >= 0.0
+            if !(v.mean_ms.is_finite()
+                && v.mean_ms >= 0.0
                 && v.prep_ms.is_finite()
                 && v.prep_ms >= 0.0)
             {
                 return Err(format!(
                     "variant {}: latency {} + {} ms",
-                    v.name, v.prep_ms, v.median_ms
+                    v.name, v.prep_ms, v.mean_ms
                 ));
             }
             if !(v.temperature.is_finite() && v.temperature > 0.0) {

@@ -48,7 +48,7 @@ impl TrainingSet {
         let names = order.iter().map(|&v| h.variants[v].name.clone()).collect();
         let latency_ms = order
             .iter()
-            .map(|&v| profile.costs.variants[v].latency.median_ms as f32)
+            .map(|&v| profile.costs.variants[v].stage_ms() as f32)
             .collect();
         let cheapest = *order
             .first()

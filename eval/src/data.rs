@@ -114,7 +114,7 @@ impl EvalData {
                 VariantData {
                     name: h.variants[v].name.clone(),
                     sha256: h.variants[v].sha256.clone(),
-                    stage_ms: c.latency.median_ms + c.prep_ms,
+                    stage_ms: c.stage_ms(),
                     correct: ms
                         .iter()
                         .zip(&labels)
@@ -138,10 +138,7 @@ impl EvalData {
                     .servers
                     .iter()
                     .filter_map(|s| profile.variant_index(s))
-                    .map(|v| {
-                        profile.costs.variants[v].latency.median_ms
-                            + profile.costs.variants[v].prep_ms
-                    })
+                    .map(|v| profile.costs.variants[v].stage_ms())
                     .sum();
                 RemoteData {
                     name: opt.name(),

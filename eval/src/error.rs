@@ -19,10 +19,8 @@ pub enum Error {
     #[error("{0}")]
     InvalidArgument(String),
 
-    /// Live evaluation (outcomes measured by the runtime as images arrive) is not part of this
-    /// build; replay from a profile instead.
-    #[error("live evaluation is not available in this build: replay a profile with --profile (and --cv K on a single profile)")]
-    LiveUnavailable,
+    #[error(transparent)]
+    Runtime(#[from] triage_runtime::RuntimeError),
 
     #[error("plot {path}: {message}")]
     Plot { path: PathBuf, message: String },

@@ -13,18 +13,22 @@
 //!   premodel, IDK cascades and confidence-based offloading (raw and calibrated), MCDNN,
 //!   DeepDecision and every Triage operating point, behind one [`policies::Contender`] trait;
 //! - [`harness`]: cross-validation and held-out replay;
-//! - [`outcome`]: the per-image outcome records every source (replay now, the runtime live
-//!   later) produces and every metric reads;
+//! - [`live`]: the runtime itself classifying the image files at every operating point, and
+//!   the check of live against replay;
+//! - [`outcome`]: the per-image outcome records every source (replay or live) produces and
+//!   every metric reads;
 //! - [`metrics`], [`stream`], [`report`]: numbers, the budgeted stream, `report.md`,
 //!   `report.json` and figures.
 //!
-//! Data flows profile (+ plan) -> eval -> report; nothing here runs a network.
+//! Data flows profile (+ plan) -> eval -> report; only [`live`] runs networks, through the
+//! runtime.
 
 pub mod data;
 pub mod error;
 pub mod evaluate;
 pub mod harness;
 pub mod images;
+pub mod live;
 pub mod metrics;
 pub mod network;
 pub mod outcome;

@@ -1,6 +1,6 @@
 //! What a policy did on one image, and the families policies belong to. Metrics, the
 //! report and the plots read only these records, so any source of outcomes - replay of a
-//! profile today, the runtime measuring images as they arrive later - feeds the same code.
+//! profile or the runtime classifying image files live ([`crate::live`]) - feeds the same code.
 
 use serde::{Deserialize, Serialize};
 
@@ -106,7 +106,7 @@ impl PolicyRun {
 }
 
 /// A source of per-image outcomes for a set of policies: replay of a profile
-/// ([`crate::harness`]) or, later, a live run of the runtime.
+/// ([`crate::harness`]) or a live run of the runtime ([`crate::live`]).
 pub trait OutcomeSource {
     /// Human-readable description of where the outcomes come from.
     fn describe(&self) -> String;

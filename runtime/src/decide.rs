@@ -96,7 +96,7 @@ impl Ladder {
         let floor_mj = plan
             .variants
             .first()
-            .map_or(0.0, |v| d.compute_mj(v.prep_ms + v.median_ms));
+            .map_or(0.0, |v| d.compute_mj(v.prep_ms + v.mean_ms));
         let decode_mj = d.compute_mj(plan.decode_ms);
         let points: Vec<PointInfo> = plan
             .points

@@ -458,17 +458,13 @@ impl ZooBackend<'_> {
 }
 
 impl Backend for ZooBackend<'_> {
-    fn prepare(&mut self, variants: &[usize]) -> Result<(), RuntimeError> {
-        // Decode at the smallest JPEG scale that serves every variant the point may run.
-        let opts = {
-            let zoo = self.rt.zoo.read().unwrap_or_else(|p| p.into_inner());
-            Zoo::decode_options_for(
-                variants
-                    .iter()
-                    .filter_map(|&v| self.rt.zoo_index.get(v))
-                    .map(|&z| &zoo.variants()[z]),
-                DecodeOptions::default(),
-            )
+    fn prepare(&mut self, _variants: &[usize]) -> Result<(), RuntimeError> {
+        // Decode as the profile did, whichever variants this point may run: a smaller JPEG
+        // scale would be faster for points of small variants, but would hand them pixels
+        // their calibration and thresholds were not fitted on.
+        let opts = DecodeOptions {
+            min_shorter_side: self.rt.exec.plan.decode_min_shorter_side,
+            ..DecodeOptions::default()
         };
         self.img = Some(self.decode(&opts)?);
         Ok(())

@@ -206,7 +206,7 @@ fn render(plan: &Plan, report: Option<&CompileReport>) -> String {
             "{:<24}{:>8.2}{:>10.2}{:>10.3}{:>10.3}",
             v.name,
             v.temperature,
-            v.median_ms + v.prep_ms,
+            v.mean_ms + v.prep_ms,
             c.before.ece,
             c.after.ece
         );

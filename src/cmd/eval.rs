@@ -1,4 +1,5 @@
-//! `triage eval`: replay Triage and the baselines on a profile and report what each achieves.
+//! `triage eval`: replay Triage and the baselines on a profile (or run the runtime live on the
+//! image files) and report what each achieves.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -10,8 +11,12 @@ use triage_compiler::device::Device;
 use triage_compiler::plan::Plan;
 use triage_compiler::Profile;
 use triage_eval::harness::Progress;
+use triage_eval::live::{compare, replay_same_images, Live, LiveImage};
+use triage_eval::metrics::{compute, MetricsOptions};
 use triage_eval::network::Link;
-use triage_eval::{evaluate, EvalInputs, Evaluation, ProfileInput};
+use triage_eval::report::LiveReportInputs;
+use triage_eval::{evaluate, EvalInputs, Evaluation, OutcomeSource, ProfileInput, Report};
+use triage_runtime::{Runtime, RuntimeConfig};
 use triage_zoo::{Dataset, DatasetOptions, DecodeOptions, Layout};
 
 #[derive(Args, Clone)]
@@ -76,9 +81,24 @@ pub struct EvalArgs {
     /// Print the results as JSON (schema triage.eval/1).
     #[arg(long)]
     pub json: bool,
-    /// Measure outcomes live with the runtime instead of replaying a profile.
+    /// Run the runtime live on the image files of --data at every operating point instead of
+    /// replaying a profile; --profile (if it measured the same files) is replayed alongside
+    /// for a live-against-replay table.
     #[arg(long)]
     pub live: bool,
+    /// Live: zoo directory [default: $TRIAGE_SHARED/zoo].
+    #[arg(long)]
+    pub zoo: Option<PathBuf>,
+    /// Live: Open Inference Protocol v2 server to offload to (through an emulated link
+    /// replaying --trace when given; RTT --rtt-ms, default 40).
+    #[arg(long)]
+    pub server: Option<String>,
+    /// Live: classify only the first N images (in sorted order).
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Live: operating points to run, comma-separated names [default: every point].
+    #[arg(long, value_delimiter = ',')]
+    pub points: Vec<String>,
 }
 
 struct Bar {
@@ -109,10 +129,139 @@ fn load_profile(path: &Path, what: &str) -> Result<(Profile, String)> {
     Ok((p, sha))
 }
 
+/// `triage eval --live`: the runtime on the image files, every chosen point, plus the replay
+/// of the same points on --profile when it measured those files.
+fn evaluate_live(args: &EvalArgs, shared: &Path) -> Result<Evaluation> {
+    let zoo_dir = super::or_shared(args.zoo.clone(), shared, "zoo");
+    let data_dir = super::or_shared(args.data.clone(), shared, "datasets/imagenet-sample");
+    let mut data = Dataset::open(
+        &data_dir,
+        &DatasetOptions {
+            layout: args.layout,
+            synsets: args.synsets.clone(),
+        },
+    )
+    .with_context(|| format!("opening dataset {}", data_dir.display()))?;
+    if let Some(n) = args.limit {
+        data = data.limit(n);
+    }
+    let images: Vec<LiveImage> = data
+        .samples()
+        .iter()
+        .map(|s| LiveImage {
+            path: s.path.clone(),
+            rel: s.rel.clone(),
+            label: s.label,
+        })
+        .collect();
+    let rtt = args.rtt_ms.unwrap_or(40.0);
+    if !(rtt.is_finite() && rtt >= 0.0) {
+        anyhow::bail!("--rtt-ms must be a non-negative number of ms");
+    }
+    let offload = super::Offload::start(
+        args.server.as_deref(),
+        args.trace.as_deref(),
+        rtt.round() as u64,
+        shared,
+    )?;
+    let config = RuntimeConfig {
+        server: offload.server.clone(),
+        assumed_network: offload.assumed.or(RuntimeConfig::default().assumed_network),
+        ..RuntimeConfig::default()
+    };
+    let rt = Runtime::open(&args.plan, &zoo_dir, config)
+        .with_context(|| format!("opening plan {}", args.plan.display()))?;
+    let plan = rt.plan().clone();
+    let points = args
+        .points
+        .iter()
+        .map(|name| {
+            plan.points
+                .iter()
+                .position(|p| &p.name == name)
+                .ok_or_else(|| {
+                    let known: Vec<&str> = plan.points.iter().map(|p| p.name.as_str()).collect();
+                    anyhow::anyhow!(
+                        "the plan has no point '{name}' (it has {})",
+                        known.join(", ")
+                    )
+                })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let bar = Bar {
+        bar: std::cell::RefCell::new(None),
+        quiet: args.json,
+    };
+    let mut live = Live::new(&rt, &images, &bar);
+    live.points = points;
+    let source = live.describe();
+    let runs = live.runs()?;
+    let failures = live.failures.clone();
+    let kept = live.kept.clone();
+    drop(live);
+    drop(rt);
+    let network = offload.describe.clone();
+    offload.stop();
+
+    // The same points replayed on the profile of the same files, when there is one.
+    let mut comparison = Vec::new();
+    let mut replay_sha = None;
+    if args.profile.exists() {
+        let (profile, sha) = load_profile(&args.profile, "profile")?;
+        let device = match &args.device {
+            Some(p) => Device::load(p)?,
+            None => plan.device.clone(),
+        };
+        let link = match &args.trace {
+            Some(t) => Link::from_trace(&super::locate_trace(t, shared), &args.radio, rtt)?,
+            None => Link::constant(&args.radio, args.uplink_mbps, args.uplink_mbps, rtt),
+        };
+        let rels: Vec<&str> = kept.iter().map(|&i| images[i].rel.as_str()).collect();
+        let offloads = args.server.is_some();
+        match replay_same_images(&plan, &profile, &rels, &device, &link, offloads) {
+            Ok(replayed) => {
+                comparison = compare(&runs, &replayed);
+                replay_sha = Some(sha);
+            }
+            Err(e) => tracing::warn!(
+                "no live-against-replay table: {} does not fit these images: {e}",
+                args.profile.display()
+            ),
+        }
+    }
+    let default_energy = plan
+        .points
+        .get(plan.default_point)
+        .map_or(0.0, |p| p.expected.energy_mj);
+    let metrics = compute(
+        &runs,
+        &MetricsOptions {
+            bootstrap: args.bootstrap,
+            seed: args.seed,
+            energy_budget_mj: default_energy,
+        },
+    )?;
+    let report = Report::live(LiveReportInputs {
+        plan: &plan,
+        dataset_root: data.root().display().to_string(),
+        dataset_identity: data.identity(),
+        source,
+        network,
+        bootstrap: args.bootstrap,
+        seed: args.seed,
+        energy_budget_mj: default_energy,
+        metrics,
+        failures,
+        live_vs_replay: comparison,
+        replay_profile_sha256: replay_sha,
+    });
+    Ok(Evaluation { report, runs })
+}
+
 /// Runs `triage eval` with parsed arguments; returns the evaluation (the pipeline reuses it).
-pub fn evaluate_args(args: &EvalArgs) -> Result<Evaluation> {
+pub fn evaluate_args(args: &EvalArgs, shared: &Path) -> Result<Evaluation> {
     if args.live {
-        return Err(triage_eval::Error::LiveUnavailable.into());
+        return evaluate_live(args, shared);
     }
     let plan = Plan::load(&args.plan).with_context(|| {
         format!(
@@ -222,6 +371,7 @@ pub fn output(args: &EvalArgs, ev: &Evaluation) -> Result<Vec<PathBuf>> {
             ev.report.latency_limit_ms
         );
         print!("{}", ev.report.table());
+        print!("{}", ev.report.live_table());
     }
     if let Some(dir) = &args.report {
         eprintln!("report: {}", dir.join("report.md").display());
@@ -229,8 +379,8 @@ pub fn output(args: &EvalArgs, ev: &Evaluation) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-pub fn run(args: EvalArgs) -> Result<ExitCode> {
-    let ev = evaluate_args(&args)?;
+pub fn run(args: EvalArgs, shared: &Path) -> Result<ExitCode> {
+    let ev = evaluate_args(&args, shared)?;
     output(&args, &ev)?;
     Ok(ExitCode::SUCCESS)
 }

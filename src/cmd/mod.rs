@@ -74,6 +74,76 @@ pub fn locate_trace(path: &Path, shared: &Path) -> PathBuf {
     }
 }
 
+/// Where the runtime offloads: a server reached directly or through an emulated link that
+/// replays a mahimahi trace (the link runs until [`Offload::stop`]).
+pub struct Offload {
+    /// URL the runtime talks to (the link's address when there is one).
+    pub server: Option<String>,
+    /// Network to assume until uploads measure it: the trace's mean capacity.
+    pub assumed: Option<triage_runtime::NetworkView>,
+    link: Option<triage_runtime::link::LinkEmulator>,
+    /// In words, for reports.
+    pub describe: String,
+}
+
+impl Offload {
+    pub fn start(
+        server: Option<&str>,
+        trace: Option<&Path>,
+        rtt_ms: u64,
+        shared: &Path,
+    ) -> anyhow::Result<Self> {
+        use triage_runtime::link::{LinkConfig, LinkEmulator, Trace};
+        match (server, trace) {
+            (Some(url), Some(trace)) => {
+                let path = locate_trace(trace, shared);
+                let t = Trace::load(&path)?;
+                let upstream = url
+                    .trim_start_matches("http://")
+                    .trim_end_matches('/')
+                    .to_string();
+                if upstream.contains('/') {
+                    anyhow::bail!("--server with --trace must be http://HOST:PORT, got {url}");
+                }
+                let mbps = t.capacity_bps(0.0, t.period_ms() as f64) / 1e6;
+                let cfg = LinkConfig::new(t.clone(), t, Duration::from_millis(rtt_ms));
+                let l = LinkEmulator::start("127.0.0.1:0", upstream.as_str(), cfg)?;
+                Ok(Offload {
+                    server: Some(format!("http://{}", l.local_addr())),
+                    assumed: Some(triage_runtime::NetworkView {
+                        up_mbps: mbps,
+                        rtt_ms: rtt_ms as f64,
+                    }),
+                    link: Some(l),
+                    describe: format!(
+                        "uploads to {url} through an emulated link replaying {} (mean {mbps:.2} Mbit/s) with {rtt_ms} ms RTT",
+                        path.display()
+                    ),
+                })
+            }
+            (Some(url), None) => Ok(Offload {
+                server: Some(url.to_string()),
+                assumed: None,
+                link: None,
+                describe: format!("uploads straight to {url}"),
+            }),
+            (None, Some(_)) => anyhow::bail!("--trace shapes the link to a server: give --server"),
+            (None, None) => Ok(Offload {
+                server: None,
+                assumed: None,
+                link: None,
+                describe: "none (no server: local only)".to_string(),
+            }),
+        }
+    }
+
+    pub fn stop(self) {
+        if let Some(l) = self.link {
+            l.stop();
+        }
+    }
+}
+
 /// A progress bar on stderr with an ETA; hidden when stderr is not a terminal or `quiet`.
 pub fn progress(len: u64, what: &str, quiet: bool) -> ProgressBar {
     if quiet {

@@ -177,8 +177,12 @@ pub fn run(args: PipelineArgs, shared: &Path) -> Result<ExitCode> {
         report: Some(report_dir.clone()),
         json: false,
         live: false,
+        zoo: None,
+        server: None,
+        limit: None,
+        points: Vec::new(),
     };
-    let ev = super::eval::evaluate_args(&eval)?;
+    let ev = super::eval::evaluate_args(&eval, shared)?;
     super::eval::output(&eval, &ev)?;
     let t_eval = t.elapsed().as_secs_f64();
     eprintln!(

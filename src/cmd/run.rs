@@ -10,8 +10,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use serde::Serialize;
 use triage_runtime::budget::BudgetConfig;
-use triage_runtime::link::{LinkConfig, LinkEmulator, Trace};
-use triage_runtime::{NetworkView, Outcome, Preference, Request, Runtime, RuntimeConfig};
+use triage_runtime::{Outcome, Preference, Request, Runtime, RuntimeConfig};
 
 use super::zoo::DataArgs;
 
@@ -111,34 +110,12 @@ pub fn run(args: RunArgs, shared: &Path) -> Result<ExitCode> {
     if !(args.horizon_s.is_finite() && args.horizon_s > 0.0) {
         bail!("--horizon-s must be positive");
     }
-    // The emulated link sits between the runtime and the server.
-    let mut link = None;
-    let mut assumed = RuntimeConfig::default().assumed_network;
-    let server = match (&args.server, &args.trace) {
-        (Some(url), Some(trace)) => {
-            let path = super::locate_trace(trace, shared);
-            let t = Trace::load(&path)?;
-            let upstream = url
-                .trim_start_matches("http://")
-                .trim_end_matches('/')
-                .to_string();
-            if upstream.contains('/') {
-                bail!("--server with --trace must be http://HOST:PORT, got {url}");
-            }
-            // Until uploads measure the link, assume the trace's mean capacity.
-            let mbps = t.capacity_bps(0.0, t.period_ms() as f64) / 1e6;
-            assumed = Some(NetworkView {
-                up_mbps: mbps,
-                rtt_ms: args.rtt_ms as f64,
-            });
-            let cfg = LinkConfig::new(t.clone(), t, Duration::from_millis(args.rtt_ms));
-            let l = LinkEmulator::start("127.0.0.1:0", upstream.as_str(), cfg)?;
-            let proxied = format!("http://{}", l.local_addr());
-            link = Some(l);
-            Some(proxied)
-        }
-        (s, _) => s.clone(),
-    };
+    let offload = super::Offload::start(
+        args.server.as_deref(),
+        args.trace.as_deref(),
+        args.rtt_ms,
+        shared,
+    )?;
     let config = RuntimeConfig {
         budget: BudgetConfig {
             energy_mj: args.energy_j.map(|j| j * 1e3),
@@ -148,8 +125,8 @@ pub fn run(args: RunArgs, shared: &Path) -> Result<ExitCode> {
             ..BudgetConfig::default()
         },
         memory_cap_bytes: args.memory_mb.map(|m| m << 20),
-        server,
-        assumed_network: assumed,
+        server: offload.server.clone(),
+        assumed_network: offload.assumed.or(RuntimeConfig::default().assumed_network),
         ..RuntimeConfig::default()
     };
     let rt = Runtime::open(&args.plan, &zoo_dir, config)
@@ -232,9 +209,7 @@ pub fn run(args: RunArgs, shared: &Path) -> Result<ExitCode> {
     s.spent_energy_j = status.spent.energy_mj / 1e3;
     s.spent_usd = status.spent.usd;
     rt.checkpoint()?;
-    if let Some(l) = link {
-        l.stop();
-    }
+    offload.stop();
     if args.json {
         println!("{}", serde_json::json!({ "summary": s }));
     } else {

@@ -144,14 +144,23 @@ pub use triage_zoo::bench::LatencyStats;
 pub struct VariantCost {
     pub name: String,
     pub load_ms: f64,
-    /// Warm single-image inference, one thread, preprocessing excluded.
+    /// Warm single-image inference, one thread, preprocessing excluded, measured between runs
+    /// of the other variants (see [`run::measure_costs`]).
     pub latency: LatencyStats,
-    /// Preprocessing (resize, crop, normalize) of one decoded shared image.
+    /// Preprocessing (resize, crop, normalize) of one decoded shared image, mean.
     pub prep_ms: f64,
     pub weights_bytes: u64,
     /// Growth of the peak resident set while loading and running the variant, when the OS
     /// reports it.
     pub peak_rss_growth_bytes: Option<u64>,
+}
+
+impl VariantCost {
+    /// Expected time of running this variant as one stage of a policy: mean preprocessing
+    /// plus mean inference. Means, not medians, because plans are compiled for mean latency.
+    pub fn stage_ms(&self) -> f64 {
+        self.latency.mean_ms + self.prep_ms
+    }
 }
 
 /// The costs record.

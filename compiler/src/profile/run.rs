@@ -2,6 +2,7 @@
 //! over every image on all worker threads, appended to the output chunk by chunk so that an
 //! interrupted run resumes where it stopped.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -257,14 +258,28 @@ pub fn profile(
     let decode = decode_options(zoo, &cfg.remote, cfg.apply_orientation);
     let samples = data.samples();
     if costs.is_none() {
-        let sample = (lo..hi)
-            .take(20)
-            .find_map(|i| decode_file(&samples[i as usize].path, &decode).ok());
-        let costs = measure_costs(zoo, sample, &cfg.latency, progress)?;
+        let paths: Vec<&Path> = (lo..hi)
+            .take(40)
+            .map(|i| samples[i as usize].path.as_path())
+            .collect();
+        let sample_images = cost_samples(&paths, &decode, 8);
+        let costs = measure_costs(zoo, &sample_images, &decode, &cfg.latency, progress)?;
         writer.write_value(KIND_COSTS, &costs)?;
     }
 
     let todo: Vec<u32> = (lo..hi).filter(|i| !done.contains_key(i)).collect();
+    // Decode time as a runtime sees it: one image at a time on an otherwise idle host. The
+    // accuracy pass decodes on every core at once, next to inference, which inflates it.
+    progress.phase("timing decodes", todo.len() as u64, 0);
+    let solo_decode_us: HashMap<u32, u32> = todo
+        .iter()
+        .filter_map(|&i| {
+            let t = Instant::now();
+            let ok = decode_file(&samples[i as usize].path, &decode).is_ok();
+            progress.step();
+            ok.then(|| (i, us(t)))
+        })
+        .collect();
     progress.phase("profiling", u64::from(hi - lo), done.len() as u64);
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(cfg.threads.max(1))
@@ -280,6 +295,7 @@ pub fn profile(
         let todo = &todo;
         let decode = &decode;
         let pool = &pool;
+        let solo_decode_us = &solo_decode_us;
         scope.spawn(move || {
             pool.install(|| {
                 todo.par_iter().for_each_with(tx, |tx, &i| {
@@ -287,7 +303,14 @@ pub fn profile(
                         return;
                     }
                     let t = Instant::now();
-                    let rec = profile_image(zoo, &samples[i as usize], i, decode, &cfg.remote);
+                    let rec = profile_image(
+                        zoo,
+                        &samples[i as usize],
+                        i,
+                        decode,
+                        solo_decode_us.get(&i).copied(),
+                        &cfg.remote,
+                    );
                     // The receiver only goes away after a write error, when `stop` is set.
                     let _ = tx.send((rec, t.elapsed().as_secs_f64()));
                 });
@@ -335,11 +358,14 @@ fn us(t: Instant) -> u32 {
 }
 
 /// Measures one image; any failure becomes the record's error, never the run's.
+/// `decode_us`, when given, is the image's decode time measured apart (see [`profile`]) and is
+/// recorded instead of this decode's.
 pub(crate) fn profile_image(
     zoo: &Zoo,
     sample: &triage_zoo::Sample,
     index: u32,
     decode: &DecodeOptions,
+    decode_us: Option<u32>,
     remote: &[RemoteOption],
 ) -> ImageRecord {
     let mut rec = ImageRecord {
@@ -359,7 +385,7 @@ pub(crate) fn profile_image(
             return rec;
         }
     };
-    let decode_us = us(t);
+    let decode_us = decode_us.unwrap_or_else(|| us(t));
     (rec.width, rec.height, rec.byte_len) = (img.width, img.height, img.byte_len);
     rec.result = measure(zoo, &img, &sample.path, decode_us, remote);
     rec
@@ -509,24 +535,62 @@ fn proc_status_kb(key: &str) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// Measures every variant's load time, warm latency, preprocessing time and memory, one
-/// variant at a time on the calling thread.
+/// Encoded sample images for [`measure_costs`]: up to `n` of `paths` that decode.
+pub fn cost_samples(paths: &[&Path], decode: &DecodeOptions, n: usize) -> Vec<EncodedSample> {
+    paths
+        .iter()
+        .filter_map(|p| {
+            let bytes = std::fs::read(p).ok()?;
+            triage_zoo::decode_bytes(&bytes, p, decode).ok()?;
+            Some(EncodedSample {
+                bytes,
+                name: p.to_path_buf(),
+            })
+        })
+        .take(n)
+        .collect()
+}
+
+/// One encoded image the latency pass decodes again before every round.
+#[derive(Debug, Clone)]
+pub struct EncodedSample {
+    pub bytes: Vec<u8>,
+    pub name: std::path::PathBuf,
+}
+
+/// Measures every variant's load time, warm latency, preprocessing time and memory.
+///
+/// Loading (and the memory it costs) is measured one variant at a time. Latency is measured
+/// the way the runtime incurs it: in rounds that decode a sample image and then prepare and
+/// run every variant on it, in an order rotated each round, so every run starts with the
+/// caches holding another network and a fresh decode rather than its own weights from the
+/// previous run. A variant's mean over those runs is the expected cost of a cascade stage.
 pub fn measure_costs(
     zoo: &Zoo,
-    sample: Option<DecodedImage>,
+    samples: &[EncodedSample],
+    decode: &DecodeOptions,
     cfg: &LatencyConfig,
     progress: &dyn Progress,
 ) -> Result<Costs> {
-    let img = sample.unwrap_or_else(|| {
+    let grey = || {
         // Content does not change a CNN's latency; a mid-grey photo-sized image will do.
         DecodedImage::from_rgb(
             image::RgbImage::from_pixel(500, 375, image::Rgb([120, 110, 100])),
             0,
         )
-    });
-    progress.phase("measuring latency", zoo.variants().len() as u64, 0);
-    let mut out = Vec::new();
-    for v in zoo.variants() {
+    };
+    let decode_sample = |k: usize| -> DecodedImage {
+        samples
+            .get(k % samples.len().max(1))
+            .and_then(|s| triage_zoo::decode_bytes(&s.bytes, &s.name, decode).ok())
+            .unwrap_or_else(grey)
+    };
+    let variants = zoo.variants();
+    let nv = variants.len();
+    progress.phase("measuring latency", nv as u64 + 1, 0);
+    let mut loads = Vec::with_capacity(nv);
+    let img = decode_sample(0);
+    for v in variants {
         // Reset the peak-RSS watermark so the growth is this variant's (Linux only).
         let reset = std::fs::write("/proc/self/clear_refs", "5").is_ok();
         let rss_before = proc_status_kb("VmRSS:");
@@ -538,48 +602,64 @@ pub fn measure_costs(
         } else {
             t.elapsed().as_secs_f64() * 1e3
         };
-        let mut prep = Vec::new();
-        let mut input = v.prepare(&img)?;
-        for _ in 0..10 {
-            let t = Instant::now();
-            input = v.prepare(&img)?;
-            prep.push(t.elapsed().as_secs_f64() * 1e3);
-        }
+        let input = v.prepare(&img)?;
         for _ in 0..cfg.warmup {
             v.run(&input)?;
-        }
-        let mut samples = Vec::new();
-        let start = Instant::now();
-        while (samples.len() as u32) < cfg.max_runs
-            && ((samples.len() as u32) < cfg.min_runs
-                || start.elapsed().as_secs_f64() < cfg.min_seconds)
-        {
-            let t = Instant::now();
-            v.run(&input)?;
-            samples.push(t.elapsed().as_secs_f64() * 1e3);
         }
         let peak = proc_status_kb("VmHWM:");
         let growth = match (reset, rss_before, peak) {
             (true, Some(b), Some(p)) => Some(p.saturating_sub(b) * 1024),
             _ => None,
         };
-        let latency = LatencyStats::from_samples(&samples);
+        loads.push((load_ms, growth));
+        progress.step();
+    }
+    let mut runs = vec![Vec::new(); nv];
+    let mut prep = vec![Vec::new(); nv];
+    let budget = cfg.min_seconds * nv as f64;
+    let start = Instant::now();
+    let mut round = 0usize;
+    loop {
+        let fewest = runs.iter().map(Vec::len).min().unwrap_or(0) as u32;
+        if fewest >= cfg.max_runs
+            || (fewest >= cfg.min_runs && start.elapsed().as_secs_f64() >= budget)
+        {
+            break;
+        }
+        let img = decode_sample(round);
+        for k in 0..nv {
+            let j = (round + k) % nv;
+            let v = &variants[j];
+            let t = Instant::now();
+            let input = v.prepare(&img)?;
+            prep[j].push(t.elapsed().as_secs_f64() * 1e3);
+            let t = Instant::now();
+            v.run(&input)?;
+            runs[j].push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        round += 1;
+    }
+    let mut out = Vec::with_capacity(nv);
+    for (j, v) in variants.iter().enumerate() {
+        let latency = LatencyStats::from_samples(&runs[j]);
         info!(
-            "{}: load {load_ms:.0} ms, median {:.2} ms, p95 {:.2} ms over {} runs",
+            "{}: load {:.0} ms, mean {:.2} ms, median {:.2} ms, p95 {:.2} ms over {} runs",
             v.name(),
+            loads[j].0,
+            latency.mean_ms,
             latency.median_ms,
             latency.p95_ms,
             latency.runs
         );
         out.push(VariantCost {
             name: v.name().to_string(),
-            load_ms,
+            load_ms: loads[j].0,
             latency,
-            prep_ms: LatencyStats::from_samples(&prep).median_ms,
+            prep_ms: LatencyStats::from_samples(&prep[j]).mean_ms,
             weights_bytes: v.spec().file_size_bytes,
-            peak_rss_growth_bytes: growth,
+            peak_rss_growth_bytes: loads[j].1,
         });
-        progress.step();
     }
+    progress.step();
     Ok(Costs { variants: out })
 }

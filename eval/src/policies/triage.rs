@@ -30,6 +30,8 @@ pub struct PlanReplay {
     tables: Tables,
     /// `[k][row]`: calibrated probabilities of plan variant `k`.
     probs: Vec<Vec<Vec<f32>>>,
+    /// Data remote column of every plan remote option (`None`: the profile lacks it).
+    remote_cols: Vec<Option<usize>>,
 }
 
 impl PlanReplay {
@@ -92,11 +94,17 @@ impl PlanReplay {
             };
             tables.router_p[slot] = Some(p);
         }
+        let remote_cols = plan
+            .remote
+            .iter()
+            .map(|r| data.remote.iter().position(|d| d.name == r.name))
+            .collect();
         Ok(PlanReplay {
             cols,
             row_of,
             tables,
             probs,
+            remote_cols,
         })
     }
 }
@@ -130,7 +138,11 @@ fn plan_columns(plan: &Plan, data: &EvalData) -> Result<Vec<usize>> {
 }
 
 /// What operating point `point` of the replayed plan does with data image `i`: the exact
-/// cascade/router replay of the compiler, then the device's time, energy and cost.
+/// cascade/router replay of the compiler, then the device's time, energy and cost; then, as
+/// the runtime does, the point's offloading table for the network the device would have
+/// measured when the image arrived (the link's uplink over the preceding second and its RTT):
+/// when the cell names an upload option and the local answer's calibrated confidence is
+/// below the cell's threshold, the server's answer replaces it.
 pub fn replay_point(
     ctx: &Context,
     replay: &PlanReplay,
@@ -167,6 +179,16 @@ pub fn replay_point(
         let c = replay.cols[last];
         (ctx.data.variants[c].top5[i], Answer::Local(c))
     };
+    if let Some(table) = &point.offload {
+        let up = ctx.link.measured_up_mbps(ctx.arrival_ms(i));
+        if let Some(cell) = table.lookup(up, ctx.link.rtt_ms) {
+            if step.conf < cell.below {
+                if let Some(&Some(r)) = replay.remote_cols.get(cell.option) {
+                    return Ok(ctx.remote(i, step.ms, r));
+                }
+            }
+        }
+    }
     Ok(ctx.local(i, step.ms, step.correct, top5, answer))
 }
 

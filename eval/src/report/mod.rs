@@ -14,6 +14,7 @@ use crate::data::EvalData;
 use crate::error::{Error, Result};
 use crate::evaluate::CalibrationRow;
 use crate::harness::Mode;
+use crate::live::{Failure, LiveVsReplay};
 use crate::metrics::PolicyMetrics;
 use crate::network::Link;
 use crate::outcome::Family;
@@ -65,6 +66,31 @@ pub struct Report {
     pub calibration: Vec<CalibrationRow>,
     pub stream: Option<StreamSummary>,
     pub caveats: Vec<String>,
+    /// Live mode: each operating point live against its replay on the same images.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub live_vs_replay: Vec<LiveVsReplay>,
+    /// Live mode: images the runtime could not classify (left out of every policy).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub live_failures: Vec<Failure>,
+}
+
+/// Inputs of [`Report::live`].
+pub struct LiveReportInputs<'a> {
+    pub plan: &'a Plan,
+    pub dataset_root: String,
+    pub dataset_identity: String,
+    pub source: String,
+    /// What the runtime offloaded through, in words.
+    pub network: String,
+    pub bootstrap: usize,
+    pub seed: u64,
+    /// Reference energy per image of the budget column, mJ.
+    pub energy_budget_mj: f64,
+    pub metrics: Vec<PolicyMetrics>,
+    pub failures: Vec<Failure>,
+    pub live_vs_replay: Vec<LiveVsReplay>,
+    /// The sha256 of the profile replayed for the comparison, if any.
+    pub replay_profile_sha256: Option<String>,
 }
 
 /// Inputs of [`Report::new`].
@@ -158,7 +184,101 @@ impl Report {
                 cumulative_mj: s.cumulative_mj,
             }),
             caveats,
+            live_vs_replay: Vec::new(),
+            live_failures: Vec::new(),
         }
+    }
+
+    /// The report of a live run ([`crate::live`]): what the runtime did, per operating point.
+    pub fn live(i: LiveReportInputs) -> Self {
+        let device = &i.plan.device;
+        let n_images = i.metrics.first().map_or(0, |m| m.n);
+        let mut caveats = vec![
+            "Latency is the runtime's measured wall time per request on this host (file read, decode, features, every variant run, any upload), warm: every variant was loaded before timing. Energy and cloud cost are what the runtime booked with the plan's device model, not a power meter.".to_string(),
+            "Every operating point ran without budgets (the budgets' pacing is exercised by the runtime's own tests and by `triage run`), so each point's figures are its own.".to_string(),
+            format!("Offloading: {}.", i.network),
+        ];
+        if !i.live_vs_replay.is_empty() {
+            caveats.push("The replay column replays the same plan on the profile of the same image files; when the plan was compiled from that profile the replay is in-sample for the plan, which is what a live-against-replay check wants, and is not an estimate of accuracy on new images. Replay is local-only: it does not model offloading.".to_string());
+        }
+        caveats.push(
+            "Confidence intervals are percentile bootstrap intervals over images (seeded)."
+                .to_string(),
+        );
+        Report {
+            schema: SCHEMA.to_string(),
+            n_images,
+            mode: "live".to_string(),
+            source: i.source,
+            dataset_root: i.dataset_root,
+            dataset_identity: i.dataset_identity,
+            profile_sha256: i.replay_profile_sha256.unwrap_or_default(),
+            images_failed: i.failures.len(),
+            corruption: None,
+            profiling_host: String::new(),
+            training_images: None,
+            device: device.name.clone(),
+            device_description: device.description.clone(),
+            latency_scale: 1.0,
+            link: i.network,
+            plan_points: i.plan.points.iter().map(|p| p.name.clone()).collect(),
+            plan_default_point: i
+                .plan
+                .points
+                .get(i.plan.default_point)
+                .map(|p| p.name.clone())
+                .unwrap_or_default(),
+            plan_profiles: i.plan.provenance.profiles.clone(),
+            plan_n_images: i.plan.provenance.n_images,
+            energy_budget_mj: i.energy_budget_mj,
+            latency_limit_ms: 0.0,
+            usd_budget_per_1000: None,
+            bootstrap: i.bootstrap,
+            seed: i.seed,
+            policies: i.metrics,
+            calibration: Vec::new(),
+            stream: None,
+            caveats,
+            live_vs_replay: i.live_vs_replay,
+            live_failures: i.failures,
+        }
+    }
+
+    /// The live-against-replay table as fixed-width text (empty when there is none).
+    pub fn live_table(&self) -> String {
+        let mut s = String::new();
+        if self.live_vs_replay.is_empty() {
+            return s;
+        }
+        let _ = writeln!(
+            s,
+            "{:<28}{:>7}{:>11}{:>13}{:>9}{:>10}{:>12}{:>9}{:>10}",
+            "live vs replay",
+            "images",
+            "live top-1",
+            "replay top-1",
+            "differ",
+            "live ms",
+            "replay ms",
+            "ratio",
+            "offloaded"
+        );
+        for r in &self.live_vs_replay {
+            let _ = writeln!(
+                s,
+                "{:<28}{:>7}{:>11}{:>13}{:>9}{:>10.2}{:>12.2}{:>9.3}{:>10}",
+                r.policy,
+                r.n_images,
+                pct(r.live_top1),
+                pct(r.replay_top1),
+                r.disagreements,
+                r.live_mean_ms,
+                r.replay_mean_ms,
+                r.latency_ratio,
+                pct(r.live_offloaded)
+            );
+        }
+        s
     }
 
     /// The JSON document (`--json` prints it, `report.json` holds it).
@@ -237,17 +357,23 @@ impl Report {
                 .unwrap_or_default()
         );
         let _ = writeln!(s, "- **How:** {}.", self.source);
-        let _ = writeln!(s, "- **Per-image measurements:** every network of the zoo and every upload option was run once on every image when the profile `{}` was made on {}; policies are replayed exactly on those answers.", short(&self.profile_sha256), self.profiling_host);
+        if self.mode == "live" {
+            let _ = writeln!(s, "- **Per-image measurements:** the runtime classified every image at every operating point of the plan, live, and each request's answer, wall time, booked energy and cost are reported as they happened.");
+        } else {
+            let _ = writeln!(s, "- **Per-image measurements:** every network of the zoo and every upload option was run once on every image when the profile `{}` was made on {}; policies are replayed exactly on those answers.", short(&self.profile_sha256), self.profiling_host);
+        }
         let _ = writeln!(
             s,
             "- **Device:** `{}` — {} (latency scale {}).",
             self.device, self.device_description, self.latency_scale
         );
         let _ = writeln!(s, "- **Network:** {}.", self.link);
-        let _ = writeln!(s, "- **Budgets:** {:.1} mJ per image for budgeted policies (MCDNN, the paced Triage stream) and for the budget column; DeepDecision's latency limit {:.1} ms{}. By default both are the expected figures of the plan's default point (`{}`).",
+        if self.mode != "live" {
+            let _ = writeln!(s, "- **Budgets:** {:.1} mJ per image for budgeted policies (MCDNN, the paced Triage stream) and for the budget column; DeepDecision's latency limit {:.1} ms{}. By default both are the expected figures of the plan's default point (`{}`).",
             self.energy_budget_mj, self.latency_limit_ms,
             self.usd_budget_per_1000.map(|u| format!("; cloud budget ${u:.4} per 1,000 images")).unwrap_or_default(),
             self.plan_default_point);
+        }
         let _ = writeln!(
             s,
             "- **Plan:** compiled from {} images (profile {}), operating points: {}.\n",
@@ -317,20 +443,50 @@ impl Report {
                 }
             }
         }
+        if !self.live_vs_replay.is_empty() {
+            let _ = writeln!(s, "## Live against replay\n");
+            let _ = writeln!(s, "Each operating point executed by the runtime on the image files, against the replay of the same point on the profile of the same files: top-1 in %, *differ* counts images right in one and wrong in the other, latency in ms (live: measured wall time; replay: the profile's per-image decode time plus each variant's measured median), *ratio* is live over replay.\n");
+            let _ = writeln!(s, "| point | images | live top-1 | replay top-1 | differ | live ms | replay ms | ratio | offloaded |\n|---|---|---|---|---|---|---|---|---|");
+            for r in &self.live_vs_replay {
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {} | {} | {} | {:.2} | {:.2} | {:.3} | {} |",
+                    r.policy,
+                    r.n_images,
+                    pct(r.live_top1),
+                    pct(r.replay_top1),
+                    r.disagreements,
+                    r.live_mean_ms,
+                    r.replay_mean_ms,
+                    r.latency_ratio,
+                    pct(r.live_offloaded)
+                );
+            }
+            let _ = writeln!(s);
+        }
+        if !self.live_failures.is_empty() {
+            let _ = writeln!(s, "## Images the runtime could not classify\n");
+            for f in &self.live_failures {
+                let _ = writeln!(s, "- `{}`: {}", f.image, f.error);
+            }
+            let _ = writeln!(s);
+        }
         let _ = writeln!(s, "## The policies\n");
         for p in &self.policies {
             let _ = writeln!(s, "- **{}** ({}): {}.", p.name, p.family.name(), p.detail);
         }
         let _ = writeln!(s, "\nFamilies: *single* runs one network always; *remote* always uploads (resolution/quality option); *oracle* knows which network is right (an upper bound); *random* picks a network at random; *taylor-knn* is Taylor et al. (LCTES 2018); *cascade* and *cascade-calibrated* are the IDK cascade (Wang et al. 2017) and confidence-based offloading (INFOCOM 2022) on raw and on temperature-scaled confidence; *mcdnn* is MCDNN's greedy budgeted choice (MobiSys 2016); *deepdecision* is DeepDecision (INFOCOM 2018); *triage* are the plan's operating points and the paced stream.\n");
-        let _ = writeln!(s, "## Calibration\n");
-        let _ = writeln!(s, "Expected calibration error (15 bins) of each network's top-1 confidence on these images, before and after temperature scaling{}.\n", if self.mode.starts_with("cv") { " (temperatures fitted out of fold)" } else { " (the plan's temperatures)" });
-        let _ = writeln!(s, "| network | ECE before | ECE after |\n|---|---|---|");
-        for c in &self.calibration {
-            let _ = writeln!(
-                s,
-                "| {} | {:.3} | {:.3} |",
-                c.name, c.before.ece, c.after.ece
-            );
+        if !self.calibration.is_empty() {
+            let _ = writeln!(s, "## Calibration\n");
+            let _ = writeln!(s, "Expected calibration error (15 bins) of each network's top-1 confidence on these images, before and after temperature scaling{}.\n", if self.mode.starts_with("cv") { " (temperatures fitted out of fold)" } else { " (the plan's temperatures)" });
+            let _ = writeln!(s, "| network | ECE before | ECE after |\n|---|---|---|");
+            for c in &self.calibration {
+                let _ = writeln!(
+                    s,
+                    "| {} | {:.3} | {:.3} |",
+                    c.name, c.before.ece, c.after.ece
+                );
+            }
         }
         if let Some(st) = &self.stream {
             let mut counts = vec![0usize; st.points.len()];

@@ -467,7 +467,9 @@ pub fn write_all(dir: &Path, r: &Report) -> Result<Vec<PathBuf>> {
     ];
     let mut out = Vec::new();
     for (stem, fig) in &figures {
-        if matches!(fig, Figure::Stream(_)) && r.stream.is_none() {
+        if matches!(fig, Figure::Stream(_)) && r.stream.is_none()
+            || matches!(fig, Figure::Reliability(_)) && r.calibration.is_empty()
+        {
             continue;
         }
         out.extend(both(dir, stem, fig)?);

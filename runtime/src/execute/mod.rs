@@ -101,7 +101,7 @@ impl Executor {
         let stage_mj = plan
             .variants
             .iter()
-            .map(|v| plan.device.compute_mj(v.prep_ms + v.median_ms))
+            .map(|v| plan.device.compute_mj(v.prep_ms + v.mean_ms))
             .collect();
         let link = plan
             .points
@@ -272,7 +272,7 @@ impl Executor {
                 self.stage_mj[planned]
             };
             let v = &self.plan.variants[planned];
-            if !first && !time_left((v.prep_ms + v.median_ms) * scale) {
+            if !first && !time_left((v.prep_ms + v.mean_ms) * scale) {
                 notes.push(format!("deadline: skipped {} and later stages", v.name));
                 break;
             }

@@ -68,7 +68,7 @@ pub(crate) fn synthetic_plan() -> Plan {
         sha256: "0".repeat(64),
         input_size: 224,
         temperature: 1.0,
-        median_ms: ms,
+        mean_ms: ms,
         prep_ms: 0.5,
     };
     let remote = |name: &str, side: Option<u32>| PlanRemote {
@@ -148,6 +148,7 @@ pub(crate) fn synthetic_plan() -> Plan {
         ],
         default_point: 2,
         decode_ms: decode,
+        decode_min_shorter_side: None,
         features_ms: 0.3,
         calibration: vec![],
         device: d,
