@@ -47,7 +47,8 @@ pub struct EvalArgs {
     /// Device profile [default: the plan's device].
     #[arg(long)]
     pub device: Option<PathBuf>,
-    /// Mahimahi uplink trace for offloading (the `.down` beside it is used for replies).
+    /// Mahimahi uplink trace for offloading (the `.down` beside it is used for replies; a bare
+    /// name is looked up in $TRIAGE_SHARED/network-traces).
     #[arg(long)]
     pub trace: Option<PathBuf>,
     /// Radio of the device profile that prices uploads (lte, wifi, 3g).
@@ -282,7 +283,7 @@ pub fn evaluate_args(args: &EvalArgs, shared: &Path) -> Result<Evaluation> {
         .ok_or_else(|| anyhow::anyhow!("the device profile has no radio '{}'", args.radio))?;
     let rtt = args.rtt_ms.unwrap_or(radio_rtt);
     let link = match &args.trace {
-        Some(t) => Link::from_trace(t, &args.radio, rtt)?,
+        Some(t) => Link::from_trace(&super::locate_trace(t, shared), &args.radio, rtt)?,
         None => Link::constant(&args.radio, args.uplink_mbps, args.uplink_mbps, rtt),
     };
     let (test, test_sha) = load_profile(&args.profile, "profile")?;
