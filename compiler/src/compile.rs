@@ -67,6 +67,10 @@ pub struct CompileOptions {
     pub offload: bool,
     /// Radio of the offloading tables; default `lte` when the device has it.
     pub offload_link: Option<String>,
+    /// Standard errors of a policy's paired difference from the best single variant that
+    /// selection subtracts from its accuracy (see [`crate::policy::pareto`]); 0 selects on
+    /// accuracy itself.
+    pub selection_z: f64,
 }
 
 impl Default for CompileOptions {
@@ -82,6 +86,7 @@ impl Default for CompileOptions {
             bootstrap: 1000,
             offload: true,
             offload_link: None,
+            selection_z: 1.0,
         }
     }
 }
@@ -239,6 +244,12 @@ pub fn compile(
     if nv > 12 {
         return Err(Error::InvalidArgument(format!(
             "{nv} variants: at most 12 are supported"
+        )));
+    }
+    if !(opts.selection_z.is_finite() && opts.selection_z >= 0.0) {
+        return Err(Error::InvalidArgument(format!(
+            "selection margin {} must be a non-negative number of standard errors",
+            opts.selection_z
         )));
     }
     let folds = kfold(n, opts.folds, opts.seed)?;
@@ -443,7 +454,7 @@ pub fn compile(
     let mut fold_picks: Vec<Vec<Option<usize>>> = vec![vec![None; folds.len()]; rules.len()];
     for (f, test) in folds.iter().enumerate() {
         let train = train_indices(&folds, &[f]);
-        let front = pareto(&inner_tables[f], &policies, &train);
+        let front = pareto(&inner_tables[f], &policies, &train, opts.selection_z);
         let best = single_best(&inner_tables[f], &train);
         for (r, (_, rule)) in rules.iter().enumerate() {
             if let Some(s) = pick_or_fallback(rule, &front, best) {
@@ -525,7 +536,7 @@ pub fn compile(
 
     // 5. The shipped policies: the same rules on all images.
     let all: Vec<usize> = (0..n).collect();
-    let front = pareto(&oof_tables, &policies, &all);
+    let front = pareto(&oof_tables, &policies, &all, opts.selection_z);
     let best = single_best(&oof_tables, &all);
     let mut points = Vec::new();
     for (r, (name, rule)) in rules.iter().enumerate() {
@@ -596,6 +607,7 @@ pub fn compile(
             n_images: n,
             folds: folds.len(),
             seed: opts.seed,
+            selection_z: opts.selection_z,
             zoo_fingerprint: profile.header.zoo_fingerprint.clone(),
         },
         device: device.clone(),

@@ -102,6 +102,8 @@ pub struct Provenance {
     pub n_images: usize,
     pub folds: usize,
     pub seed: u64,
+    /// Selection margin the points were chosen with (`CompileOptions::selection_z`).
+    pub selection_z: f64,
     pub zoo_fingerprint: String,
 }
 

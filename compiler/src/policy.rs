@@ -280,29 +280,70 @@ pub fn enumerate(
     out
 }
 
-/// A policy with its (accuracy, mean latency) on some image set.
+/// A policy with its accuracy and mean latency on some image set.
 #[derive(Debug, Clone)]
 pub struct Scored {
     pub index: usize,
     pub top1: f64,
     pub ms: f64,
+    /// `top1` less `z` standard errors of the policy's paired difference from the most
+    /// accurate single variant on the same images (see [`pareto`]): what selection compares.
+    pub lcb: f64,
 }
 
-/// The Pareto front (max accuracy, min latency) of `policies` on `images`, sorted by latency.
-pub fn pareto(tables: &Tables, policies: &[Policy], images: &[usize]) -> Vec<Scored> {
+/// The Pareto front (max `lcb`, min latency) of `policies` on `images`, sorted by latency.
+///
+/// Picking the best of a hundred thousand policies by their accuracy on the images they are
+/// picked on rewards luck: the winner's accuracy on new images is lower than it looked
+/// (what the compiler's nested cross-validation measures). Selection therefore compares a
+/// conservative accuracy: the policy's top-1 less `z` paired standard errors of its
+/// per-image difference from the most accurate single variant. A policy that answers like
+/// that variant except on a few images is barely penalised; one whose accuracy rests on many
+/// lucky disagreements is penalised in proportion. `z = 0` selects on top-1 itself.
+pub fn pareto(tables: &Tables, policies: &[Policy], images: &[usize], z: f64) -> Vec<Scored> {
     use rayon::prelude::*;
+    let nm = 1usize << tables.nv;
+    let single_ok = |v: usize| -> Vec<bool> {
+        images
+            .iter()
+            .map(|&i| tables.ok[i * nm + (1 << v)])
+            .collect()
+    };
+    let reference = (0..tables.nv)
+        .map(single_ok)
+        .max_by_key(|ok| ok.iter().filter(|&&x| x).count())
+        .unwrap_or_default();
+    let n = images.len().max(1) as f64;
     let mut scored: Vec<Scored> = policies
         .par_iter()
         .enumerate()
         .map(|(index, p)| {
-            let (top1, ms) = tables.score(p, images);
-            Scored { index, top1, ms }
+            let (mut right, mut ms, mut gain, mut loss) = (0usize, 0.0, 0usize, 0usize);
+            for (k, &i) in images.iter().enumerate() {
+                let s = tables.step(p, i);
+                right += usize::from(s.correct);
+                ms += s.ms;
+                match (s.correct, reference.get(k).copied().unwrap_or(s.correct)) {
+                    (true, false) => gain += 1,
+                    (false, true) => loss += 1,
+                    _ => {}
+                }
+            }
+            let top1 = right as f64 / n;
+            let d = (gain as f64 - loss as f64) / n;
+            let var = ((gain + loss) as f64 / n - d * d).max(0.0);
+            Scored {
+                index,
+                top1,
+                ms: ms / n,
+                lcb: top1 - z * (var / n).sqrt(),
+            }
         })
         .collect();
-    scored.sort_by(|a, b| a.ms.total_cmp(&b.ms).then(b.top1.total_cmp(&a.top1)));
+    scored.sort_by(|a, b| a.ms.total_cmp(&b.ms).then(b.lcb.total_cmp(&a.lcb)));
     let mut front: Vec<Scored> = Vec::new();
     for s in scored {
-        if front.last().is_none_or(|f| s.top1 > f.top1 + 1e-12) {
+        if front.last().is_none_or(|f| s.lcb > f.lcb + 1e-12) {
             front.push(s);
         }
     }
@@ -325,15 +366,16 @@ pub enum Rule {
 }
 
 impl Rule {
-    /// Picks from a latency-sorted Pareto front; `None` when nothing satisfies the rule.
-    /// `best_single` is the top-1 of the most accurate single variant on the same images.
+    /// Picks from a latency-sorted Pareto front by the policies' conservative accuracy
+    /// (`lcb`); `None` when nothing satisfies the rule. `best_single` is the top-1 of the most
+    /// accurate single variant on the same images.
     pub fn pick<'a>(&self, front: &'a [Scored], best_single: f64) -> Option<&'a Scored> {
         match *self {
             Rule::LatencyAtMost(ms) => front.iter().rev().find(|s| s.ms <= ms),
-            Rule::AccuracyAtLeast(a) => front.iter().find(|s| s.top1 >= a),
+            Rule::AccuracyAtLeast(a) => front.iter().find(|s| s.lcb >= a),
             Rule::MostAccurate => front.last(),
             Rule::MatchBestSingle(minus) => {
-                front.iter().find(|s| s.top1 >= best_single - minus - 1e-12)
+                front.iter().find(|s| s.lcb >= best_single - minus - 1e-12)
             }
         }
     }
@@ -422,11 +464,36 @@ mod tests {
     }
 
     #[test]
+    fn selection_margin_charges_disagreement_with_the_best_single_variant() {
+        let t = tables();
+        let single = |v: usize| Policy {
+            chain: vec![v],
+            thresholds: vec![],
+            ensemble: false,
+            router: None,
+        };
+        // Variant 2 is right on all four images, variant 0 on two of them.
+        let policies = vec![single(0), single(2)];
+        let images = [0, 1, 2, 3];
+        let plain = pareto(&t, &policies, &images, 0.0);
+        let margin = pareto(&t, &policies, &images, 1.0);
+        assert!(plain.iter().all(|s| s.lcb == s.top1));
+        let of = |front: &[Scored], k: usize| front.iter().find(|s| s.index == k).cloned();
+        // The reference itself pays nothing.
+        assert_eq!(of(&margin, 1).map(|s| s.lcb), Some(1.0));
+        // Variant 0: difference -0.5 on every other image: variance 0.25, standard error
+        // sqrt(0.25 / 4) = 0.25.
+        let s0 = of(&margin, 0).unwrap();
+        assert!((s0.top1 - 0.5).abs() < 1e-12);
+        assert!((s0.lcb - 0.25).abs() < 1e-12, "{s0:?}");
+    }
+
+    #[test]
     fn the_front_is_sorted_and_nondominated() {
         let t = tables();
         let policies = enumerate(3, 3, 0, &[]);
         assert!(policies.len() > 100);
-        let front = pareto(&t, &policies, &[0, 1, 2, 3]);
+        let front = pareto(&t, &policies, &[0, 1, 2, 3], 0.0);
         for w in front.windows(2) {
             assert!(w[0].ms <= w[1].ms && w[0].top1 < w[1].top1);
         }

@@ -48,6 +48,10 @@ pub struct CompileArgs {
     /// Local-only plan: no offloading tables even when the profile has remote options.
     #[arg(long)]
     no_offload: bool,
+    /// Selection margin: points are chosen on accuracy less this many standard errors of
+    /// their paired difference from the best single variant (0: on accuracy itself).
+    #[arg(long, default_value_t = 1.0)]
+    selection_z: f64,
     /// Output plan.
     #[arg(long, default_value = "out/plan.triage")]
     out: PathBuf,
@@ -99,6 +103,7 @@ pub fn run_compile(args: CompileArgs) -> Result<ExitCode> {
         },
         offload: !args.no_offload,
         offload_link: args.link.clone(),
+        selection_z: args.selection_z,
         ..CompileOptions::default()
     };
     let quiet = args.json;

@@ -286,6 +286,7 @@ pub fn options_of(plan: &Plan) -> CompileOptions {
     CompileOptions {
         folds: plan.provenance.folds.max(2),
         seed: plan.provenance.seed,
+        selection_z: plan.provenance.selection_z,
         router_learner,
         targets,
         // Only the held-out replay is reported; the fold plans' own intervals are not used.

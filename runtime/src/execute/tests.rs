@@ -102,6 +102,7 @@ pub(crate) fn synthetic_plan() -> Plan {
             n_images: 0,
             folds: 5,
             seed: 0,
+            selection_z: 1.0,
             zoo_fingerprint: "synthetic".into(),
         },
         variants: vec![
