@@ -338,11 +338,19 @@ impl Report {
     pub fn to_markdown(&self, figures: &[PathBuf]) -> String {
         let mut s = String::new();
         let _ = writeln!(s, "# Triage evaluation report\n");
-        let _ = writeln!(
+        if self.mode == "live" {
+            let _ = writeln!(
+                s,
+                "This report shows what the Triage runtime actually did on {} ImageNet images at each operating point of a plan: its answers, the wall time of every request, and the energy and cloud cost it booked on the **{}** device profile. Single networks and published policies are compared in replay reports (`triage eval --profile ...`); here each point is checked against its own replay on the same images.\n",
+                self.n_images, self.device
+            );
+        } else {
+            let _ = writeln!(
             s,
             "This report compares **Triage** (per-image choice of how much deep-learning effort an image deserves, compiled into a plan of operating points) with what one would otherwise do: always run one network, always offload, or use a published adaptive policy. Each policy classifies the same {} ImageNet images; for each we report top-1/top-5 accuracy, latency, energy per image and cloud cost on the **{}** device profile.\n",
             self.n_images, self.device
         );
+        }
         let _ = writeln!(s, "## What was measured\n");
         let _ = writeln!(
             s,
