@@ -12,6 +12,7 @@
 #[cfg(feature = "ort")]
 pub mod ort;
 mod pool;
+pub mod simd;
 pub mod tract;
 
 use std::path::{Path, PathBuf};

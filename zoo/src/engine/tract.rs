@@ -9,7 +9,7 @@ use std::sync::Arc;
 use tract_onnx::prelude::*;
 
 use super::pool::Pool;
-use super::{check_input_len, Engine};
+use super::{check_input_len, simd, Engine};
 use crate::error::{Error, Result};
 
 /// What one caller reuses between calls: tract's per-run state (op states, value table) and
@@ -89,12 +89,14 @@ impl TractEngine {
 impl Engine for TractEngine {
     fn run(&self, input: &[f32]) -> Result<Vec<f32>> {
         check_input_len(&self.name, self.size, input)?;
-        self.slots
-            .with_state(
-                || Self::new_slot(&self.plan, self.size),
-                |slot| self.run_slot(slot, input),
-            )
-            .map_err(|e| self.err(format!("{e:#}")))
+        let out = self.slots.with_state(
+            || Self::new_slot(&self.plan, self.size),
+            |slot| self.run_slot(slot, input),
+        );
+        // tract's AVX-512 kernels return with the upper register halves dirty, which slows
+        // every later floating-point instruction on this thread (see `simd`).
+        simd::clear_upper_state();
+        out.map_err(|e| self.err(format!("{e:#}")))
     }
 
     fn backend(&self) -> &'static str {
