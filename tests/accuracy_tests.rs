@@ -129,8 +129,8 @@ fn scaled_decoding_keeps_predictions_of_the_smallest_variant() {
 #[test]
 fn every_engine_call_leaves_the_vector_upper_state_clean() {
     // tract's AVX-512 kernels return with dirty upper register halves, after which scalar
-    // floating point on the same thread (calibration, softmax, features, decoding) ran
-    // 25-30x slower; the engine clears them. Checked through XINUSE, not by timing.
+    // floating point on the same thread (softmax, calibration, premodels) ran over 20x
+    // slower; the engine clears them. Checked through XINUSE, not by timing.
     use triage_zoo::engine::simd::upper_state_in_use;
     let zoo = Zoo::open(common::zoo_dir()).unwrap();
     let data = Dataset::open(common::dev_dir(), &DatasetOptions::default()).unwrap();

@@ -2,11 +2,13 @@
 //!
 //! tract's x86-64 matrix and convolution kernels are hand-written AVX-512 that return
 //! without `vzeroupper`, so after a run the upper halves of the vector registers stay
-//! "dirty" on the calling thread. On the Xeon this was measured on, every later scalar or
-//! SSE floating-point instruction on that thread then pays for it: a loop of `f64::exp` ran
-//! 25-30x slower after one `mobilenet_v1_025_128` run than before it, and back at full speed
-//! after `vzeroupper`. That loop is what calibration, softmax, premodel features and the
-//! next image's decode look like, so each engine call ends with [`clear_upper_state`].
+//! "dirty" on the calling thread. On the Xeon this was measured on, the scalar and SSE
+//! floating point that follows on that thread then runs more than 20x slower, until some
+//! function compiled for AVX (LLVM ends those with `vzeroupper`) happens to clear it:
+//! `cargo bench -p triage-zoo --bench vector_state` times a softmax of the 1001 logits at
+//! 205 us after a raw tract run against 9 us after an engine run. Softmax, calibration and
+//! the premodels are exactly that kind of code, so each engine call ends with
+//! [`clear_upper_state`].
 //!
 //! Whether the state is dirty can be read exactly, without timing anything: `XGETBV` with
 //! `ECX = 1` returns the XINUSE bitmap, whose bit 2 (AVX upper halves) and bit 6 (upper
