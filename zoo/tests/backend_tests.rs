@@ -1,7 +1,8 @@
 //! Backend conformance on the real zoo and real images: every engine gives the logits of the
 //! unmodified model run the plain way, within 1e-4, call after call and from several threads
-//! at once. The ONNX Runtime checks are skipped, saying why, when this build lacks the `ort`
-//! feature or the library cannot be found.
+//! at once, and leaves the vector registers' upper state clean after each call. The ONNX
+//! Runtime checks are skipped, saying why, when this build lacks the `ort` feature or the
+//! library cannot be found.
 
 use std::path::{Path, PathBuf};
 
@@ -73,7 +74,15 @@ fn max_diff(a: &[f32], b: &[f32]) -> f32 {
 fn conforms(name: &str, engine: &dyn Engine, inputs: &[Vec<f32>], refs: &[Vec<f32>]) {
     for round in 0..2 {
         for (i, (x, r)) in inputs.iter().zip(refs).enumerate() {
-            let d = max_diff(&engine.run(x).unwrap(), r);
+            let out = engine.run(x).unwrap();
+            // Nothing after a call may pay for the kernels' vector state (engine::simd).
+            assert_ne!(
+                triage_zoo::engine::simd::upper_state_in_use(),
+                Some(true),
+                "{name} on {}: the call left the vector upper state dirty",
+                engine.backend()
+            );
+            let d = max_diff(&out, r);
             assert!(
                 d <= TOLERANCE,
                 "{name} on {}: image {i}, round {round}: max |diff| {d}",
