@@ -80,6 +80,16 @@ fn compile_writes_a_valid_plan_that_round_trips_and_rejects_damage() {
         assert!(Plan::load(&path).is_err(), "flip at {pos} went unnoticed");
     }
 
+    // Points are looked up by name: names are unique, and a plan repeating one is refused.
+    let mut names: Vec<&str> = plan.points.iter().map(|p| p.name.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    assert_eq!(names.len(), plan.points.len(), "{names:?}");
+    let mut twice = plan.clone();
+    twice.points[1].name = twice.points[0].name.clone();
+    let e = twice.validate().unwrap_err();
+    assert!(e.contains("two operating points are named"), "{e}");
+
     // A zoo whose weights differ is refused.
     let other = common::edited_zoo(|t| t.to_string());
     let mut wrong = plan.clone();

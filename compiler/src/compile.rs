@@ -393,15 +393,17 @@ pub fn compile(
     let scale = device.compute.latency_scale;
     let mean_decode = oof_tables.base_ms.iter().sum::<f64>() / n as f64;
     let (lo, hi) = (mean_decode + stage_ms[0], mean_decode + stage_ms[nv - 1]);
-    let mut rules: Vec<(String, Rule)> = (0..opts.ladder)
+    let budgets: Vec<f64> = (0..opts.ladder)
         .map(|k| {
             let f = k as f64 / (opts.ladder.max(2) - 1) as f64;
-            let ms = lo * (hi / lo).powf(f);
-            (
-                format!("budget-{:.0}ms", ms * scale),
-                Rule::LatencyAtMost(ms),
-            )
+            lo * (hi / lo).powf(f)
         })
+        .collect();
+    let device_ms: Vec<f64> = budgets.iter().map(|ms| ms * scale).collect();
+    let mut rules: Vec<(String, Rule)> = budget_names(&device_ms)
+        .into_iter()
+        .zip(&budgets)
+        .map(|(name, &ms)| (name, Rule::LatencyAtMost(ms)))
         .collect();
     rules.push(("match-best".into(), Rule::MatchBestSingle(0.003)));
     rules.push(("most-accurate".into(), Rule::MostAccurate));
@@ -789,5 +791,49 @@ impl OffloadContext<'_> {
             latency_limit_ms: limits.latency_ms,
             cells,
         })
+    }
+}
+
+/// Names of the latency rungs, `budget-12ms`, with as many decimals as it takes for every
+/// name to be different: a narrow ladder (few, fast variants) rounds several rungs to the
+/// same whole millisecond, and points are looked up by name.
+fn budget_names(device_ms: &[f64]) -> Vec<String> {
+    let named = |decimals: usize| -> Vec<String> {
+        device_ms
+            .iter()
+            .map(|ms| format!("budget-{ms:.decimals$}ms"))
+            .collect()
+    };
+    (0..4)
+        .map(named)
+        .find(|names| {
+            let mut sorted = names.clone();
+            sorted.sort();
+            sorted.windows(2).all(|w| w[0] != w[1])
+        })
+        .unwrap_or_else(|| {
+            (0..device_ms.len())
+                .map(|k| format!("budget-{k}"))
+                .collect()
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::budget_names;
+
+    #[test]
+    fn budget_names_take_the_decimals_that_keep_them_apart() {
+        assert_eq!(
+            budget_names(&[5.0, 12.4, 30.0]),
+            ["budget-5ms", "budget-12ms", "budget-30ms"]
+        );
+        // A narrow ladder: 5.6 and 6.4 both round to 6 ms.
+        assert_eq!(
+            budget_names(&[3.9, 5.6, 6.4]),
+            ["budget-3.9ms", "budget-5.6ms", "budget-6.4ms"]
+        );
+        // Rungs closer than any shown precision fall back to their index.
+        assert_eq!(budget_names(&[1.0, 1.00001]), ["budget-0", "budget-1"]);
     }
 }

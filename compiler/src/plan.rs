@@ -170,7 +170,10 @@ impl Plan {
                 return Err(format!("variant {}: sha256 '{}'", v.name, v.sha256));
             }
         }
-        for p in &self.points {
+        for (k, p) in self.points.iter().enumerate() {
+            if self.points[..k].iter().any(|q| q.name == p.name) {
+                return Err(format!("two operating points are named {}", p.name));
+            }
             let pol = &p.policy;
             if pol.chain.is_empty() || pol.chain.iter().any(|&v| v >= nv) {
                 return Err(format!(
