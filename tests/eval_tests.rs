@@ -782,3 +782,66 @@ fn replay_applies_each_points_offloading_table() {
         triage_eval::live::replay_same_images(&plan, &b, &rels, &device(), &fast, true).unwrap();
     assert!(remote_share(&runs).iter().all(|&s| s == 0.0));
 }
+
+#[test]
+fn live_offloads_to_a_real_server_through_an_emulated_link() {
+    // The plan's remote option is mobilenet_v1_050_160 on a 128 px, q60 upload. One point is
+    // made to offload every image; a real server answers over loopback, through the link that
+    // replays an LTE trace, and replay models the same offloads from the profile.
+    let w = world();
+    let plan = triage_compiler::plan::Plan::load(&w.plan).unwrap();
+    let point = plan.default_point;
+    let offloading = common::always_offload(&plan, point);
+    let plan_path = w.root.join("plan-offloading.triage");
+    offloading.save(&plan_path).unwrap();
+    let zoo = std::sync::Arc::new(Zoo::open(&w.zoo).unwrap());
+    let mut config =
+        triage_runtime::server::ServeConfig::new(vec!["mobilenet_v1_050_160".to_string()]);
+    config.workers = 1;
+    config.io_threads = 1;
+    let server =
+        triage_runtime::server::ServerHandle::start("127.0.0.1:0".parse().unwrap(), zoo, config)
+            .unwrap();
+    let out = triage()
+        .args(["eval", "--live", "--json", "--bootstrap", "100", "--plan"])
+        .arg(&plan_path)
+        .arg("--zoo")
+        .arg(&w.zoo)
+        .arg("--data")
+        .arg(w.root.join("data-a"))
+        .arg("--profile")
+        .arg(&w.a)
+        .args(["--server", &server.url(), "--trace", "Verizon-LTE-short.up"])
+        .output()
+        .unwrap();
+    let v = ok_json(&out);
+    server.shutdown().unwrap();
+    assert_eq!(v["mode"], "live");
+    assert_eq!(v["n_images"], 30);
+    let name = format!("triage {}", plan.points[point].name);
+    let rows = v["live_vs_replay"].as_array().unwrap();
+    assert_eq!(rows.len(), plan.points.len());
+    for r in rows {
+        assert_eq!(r["n_images"], 30);
+        if r["policy"] == name.as_str() {
+            // Every image went to the server, and its answers are the ones replay expected
+            // from the profile's measurement of the same upload (the server's answer is not
+            // rounded to the profile's precision, so a near tie may flip one image).
+            assert_eq!(r["live_offloaded"].as_f64().unwrap(), 1.0, "{r}");
+            assert!(r["disagreements"].as_u64().unwrap() <= 1, "{r}");
+        } else {
+            assert_eq!(r["live_offloaded"].as_f64().unwrap(), 0.0, "{r}");
+            assert_eq!(r["disagreements"].as_u64().unwrap(), 0, "{r}");
+        }
+    }
+    let row = v["policies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == name.as_str())
+        .unwrap();
+    assert!(
+        row["kb_uploaded_per_image"].as_f64().unwrap() > 1.0,
+        "{row}"
+    );
+}

@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use triage_compiler::compile::{compile, CompileOptions};
 use triage_compiler::device::Device;
-use triage_compiler::offload::{Cell, CellExpected};
 use triage_compiler::plan::Plan;
 use triage_compiler::policy::Tables;
 use triage_compiler::profile::RemoteOption;
@@ -73,30 +72,6 @@ fn local_config() -> RuntimeConfig {
 }
 
 /// The plan with every cell of `point` offloading through option 0 whatever the confidence.
-fn always_offload(plan: &Plan, point: usize) -> Plan {
-    let mut plan = plan.clone();
-    let mut table = plan.points[point]
-        .offload
-        .clone()
-        .expect("the profile has a remote option, so points carry tables");
-    for c in &mut table.cells {
-        *c = Some(Cell {
-            option: 0,
-            below: 1.0,
-            expected: CellExpected {
-                top1: 0.7,
-                mean_ms: 10.0,
-                energy_mj: 1.0,
-                usd_per_1000: 0.0,
-                upload_kb: 5.0,
-                offload_rate: 1.0,
-            },
-        });
-    }
-    plan.points[point].offload = Some(table);
-    plan
-}
-
 #[test]
 fn runtime_end_to_end() {
     let fx = fixture();
@@ -179,7 +154,7 @@ fn runtime_end_to_end() {
     let server = ServerHandle::start("127.0.0.1:0".parse().unwrap(), zoo, sc).unwrap();
     server.wait_ready(Duration::from_secs(60)).unwrap();
     let dp = fx.plan.default_point;
-    let offloading = always_offload(&fx.plan, dp);
+    let offloading = common::always_offload(&fx.plan, dp);
     let cfg = RuntimeConfig {
         server: Some(server.url()),
         assumed_network: Some(NetworkView {

@@ -98,3 +98,33 @@ pub fn profile_subset(
         .collect();
     (p, images)
 }
+
+/// `plan` with every cell of `point`'s offloading table sending every answer (confidence below
+/// 1) to the first remote option, whatever the network.
+pub fn always_offload(
+    plan: &triage_compiler::plan::Plan,
+    point: usize,
+) -> triage_compiler::plan::Plan {
+    use triage_compiler::offload::{Cell, CellExpected};
+    let mut plan = plan.clone();
+    let mut table = plan.points[point]
+        .offload
+        .clone()
+        .expect("the profile has a remote option, so points carry tables");
+    for c in &mut table.cells {
+        *c = Some(Cell {
+            option: 0,
+            below: 1.0,
+            expected: CellExpected {
+                top1: 0.7,
+                mean_ms: 10.0,
+                energy_mj: 1.0,
+                usd_per_1000: 0.0,
+                upload_kb: 5.0,
+                offload_rate: 1.0,
+            },
+        });
+    }
+    plan.points[point].offload = Some(table);
+    plan
+}
