@@ -6,31 +6,13 @@
 //! group. Images: `$TRIAGE_SHARED/datasets/imagenet-sample` (default `../shared`), the first
 //! 16 in sorted order, cycled.
 
-use std::path::PathBuf;
-
 use criterion::{criterion_group, criterion_main, Criterion};
-use triage_zoo::{decode_bytes, Dataset, DatasetOptions, DecodeOptions, Zoo};
+use triage_zoo::{decode_bytes, DecodeOptions, Zoo};
 
-fn shared() -> PathBuf {
-    std::env::var_os("TRIAGE_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared")))
-}
+mod common;
 
 fn bench(c: &mut Criterion) {
-    let shared = shared();
-    let zoo = Zoo::open(shared.join("zoo")).expect("zoo");
-    let data = Dataset::open(
-        shared.join("datasets/imagenet-sample"),
-        &DatasetOptions::default(),
-    )
-    .expect("dataset")
-    .limit(16);
-    let files: Vec<(PathBuf, Vec<u8>)> = data
-        .samples()
-        .iter()
-        .map(|s| (s.path.clone(), std::fs::read(&s.path).expect("image")))
-        .collect();
+    let (zoo, files) = common::zoo_and_images(16);
     let full = DecodeOptions::default();
     for v in zoo.variants() {
         let scaled = Zoo::decode_options_for([v], full);

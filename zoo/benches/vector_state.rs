@@ -12,35 +12,18 @@
 //! cost of the dirty state. Network: mobilenet_v1_025_128; images: the first 16 of
 //! `$TRIAGE_SHARED/datasets/imagenet-sample` (default `../shared`), cycled.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use tract_onnx::prelude::*;
 use triage_zoo::logits::softmax;
-use triage_zoo::{decode_bytes, Dataset, DatasetOptions, Zoo};
+use triage_zoo::{decode_bytes, Zoo};
 
-fn shared() -> PathBuf {
-    std::env::var_os("TRIAGE_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared")))
-}
+mod common;
 
 fn bench(c: &mut Criterion) {
-    let shared = shared();
-    let zoo = Zoo::open(shared.join("zoo")).expect("zoo");
+    let (zoo, files) = common::zoo_and_images(16);
     let v = zoo.variant("mobilenet_v1_025_128").expect("variant");
-    let data = Dataset::open(
-        shared.join("datasets/imagenet-sample"),
-        &DatasetOptions::default(),
-    )
-    .expect("dataset")
-    .limit(16);
-    let files: Vec<(PathBuf, Vec<u8>)> = data
-        .samples()
-        .iter()
-        .map(|s| (s.path.clone(), std::fs::read(&s.path).expect("image")))
-        .collect();
     let decode = Zoo::decode_options_for([v], Default::default());
     let first = decode_bytes(&files[0].1, &files[0].0, &decode).expect("decode");
     let input = v.prepare(&first).expect("prepare");
