@@ -125,26 +125,3 @@ fn scaled_decoding_keeps_predictions_of_the_smallest_variant() {
         "top-1 moved from {right_full}/{n} to {right_scaled}/{n} with scaled decoding"
     );
 }
-
-#[test]
-fn every_engine_call_leaves_the_vector_upper_state_clean() {
-    // tract's AVX-512 kernels return with dirty upper register halves, after which scalar
-    // floating point on the same thread (softmax, calibration, premodels) ran over 20x
-    // slower; the engine clears them. Checked through XINUSE, not by timing.
-    use triage_zoo::engine::simd::upper_state_in_use;
-    let zoo = Zoo::open(common::zoo_dir()).unwrap();
-    let data = Dataset::open(common::dev_dir(), &DatasetOptions::default()).unwrap();
-    let img = decode_file(&data.samples()[0].path, &Default::default()).unwrap();
-    for name in ["mobilenet_v1_025_128", "mobilenet_v2_100_224"] {
-        let v = zoo.variant(name).unwrap();
-        let input = v.prepare(&img).unwrap();
-        for _ in 0..2 {
-            v.run(&input).unwrap();
-            assert_ne!(
-                upper_state_in_use(),
-                Some(true),
-                "{name} left the upper halves of the vector registers dirty"
-            );
-        }
-    }
-}
