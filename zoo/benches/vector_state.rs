@@ -34,10 +34,7 @@ fn bench(c: &mut Criterion) {
         .and_then(|m| m.into_optimized())
         .and_then(|m| m.into_runnable())
         .expect("tract");
-    let raw_input: Tensor =
-        tract_ndarray::Array4::from_shape_vec((1, 3, s, s), input.as_slice().to_vec())
-            .expect("shape")
-            .into();
+    let raw_input = Tensor::from_shape(&[1, 3, s, s], input.as_slice()).expect("shape");
     let engine = v.load().expect("load");
 
     // The timed work, three kinds of what a thread does after a stage.
