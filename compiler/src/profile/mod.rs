@@ -169,11 +169,13 @@ pub struct Costs {
     pub variants: Vec<VariantCost>,
 }
 
-/// Logits rounded to the precision profiles store them in (IEEE half). Plans are fitted on
-/// these values, so a runtime that decides on them makes exactly the decisions a replay of
-/// the profile predicts. The rounding keeps each logit within a relative 2^-11.
-pub fn at_profile_precision(logits: &[f32]) -> Vec<f32> {
-    logits.iter().map(|&x| f16::from_f32(x).to_f32()).collect()
+/// Rounds logits, in place, to the precision profiles store them in (IEEE half). Plans are
+/// fitted on these values, so a runtime that decides on them makes exactly the decisions a
+/// replay of the profile predicts. The rounding keeps each logit within a relative 2^-11.
+pub fn round_to_profile_precision(logits: &mut [f32]) {
+    for x in logits {
+        *x = f16::from_f32(*x).to_f32();
+    }
 }
 
 /// One variant's (or one remote option's) answer for one image.

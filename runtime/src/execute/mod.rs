@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use triage_compiler::plan::{Plan, PlanRemote};
 use triage_compiler::policy::RouterKind;
-use triage_compiler::profile::at_profile_precision;
+use triage_compiler::profile::round_to_profile_precision;
 use triage_premodel::features::FeatureSet;
 use triage_premodel::Premodel;
 
@@ -303,9 +303,8 @@ impl Executor {
                 self.settle(r, r.cost());
                 charged = charged + r.cost();
             }
-            // Decide on the logits at the precision the plan was fitted on.
-            let logits = match result {
-                Ok(l) => at_profile_precision(&l),
+            let mut logits = match result {
+                Ok(l) => l,
                 Err(e) => {
                     notes.push(format!("{} failed: {e}", self.plan.variants[ran].name));
                     if !probs_run.is_empty() {
@@ -316,9 +315,11 @@ impl Executor {
                     }
                     // Still owe an answer: the floor variant, which is never budgeted.
                     ran = 0;
-                    at_profile_precision(&backend.run(0)?)
+                    backend.run(0)?
                 }
             };
+            // Decide on the logits at the precision the plan was fitted on.
+            round_to_profile_precision(&mut logits);
             energy_mj += self.stage_mj[ran];
             let t = self.plan.variants[ran].temperature as f32;
             if ran == 0 && after_probe {
