@@ -144,8 +144,9 @@ fn select_backends(spec: &str, base: &EngineOptions) -> Result<Vec<Backend>> {
     } else {
         spec.split(',')
             .map(|s| {
-                Backend::parse(s.trim())
-                    .with_context(|| format!("unknown backend '{s}' (known: tract, ort, all)"))
+                Backend::parse(s.trim()).with_context(|| {
+                    format!("unknown backend '{s}' (known: tract, tract-nchw, ort, all)")
+                })
             })
             .collect::<Result<_>>()?
     };
@@ -165,7 +166,7 @@ fn select_backends(spec: &str, base: &EngineOptions) -> Result<Vec<Backend>> {
 
 fn check_backend(b: Backend, base: &EngineOptions) -> Result<()> {
     match b {
-        Backend::Tract => Ok(()),
+        Backend::Tract | Backend::TractNchw => Ok(()),
         #[cfg(feature = "ort")]
         Backend::Ort => triage_zoo::engine::ort::load_library(base)
             .map(|(path, version)| {

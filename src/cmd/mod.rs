@@ -22,7 +22,8 @@ use triage_zoo::{Backend, EngineOptions};
 /// Which inference backend runs the variants.
 #[derive(Args, Clone)]
 pub struct EngineArgs {
-    /// Inference backend: tract (built in) or ort (ONNX Runtime; needs the `ort` feature).
+    /// Inference backend: tract (built in), tract-nchw (tract on the graph as imported, the
+    /// baseline) or ort (ONNX Runtime; needs the `ort` feature).
     #[arg(long, default_value = "tract")]
     pub backend: String,
     /// ONNX Runtime shared library [default: $ORT_DYLIB_PATH, else the onnxruntime Python
@@ -34,7 +35,10 @@ pub struct EngineArgs {
 impl EngineArgs {
     pub fn options(&self) -> anyhow::Result<EngineOptions> {
         let backend = Backend::parse(&self.backend).ok_or_else(|| {
-            anyhow::anyhow!("unknown backend '{}' (known: tract, ort)", self.backend)
+            anyhow::anyhow!(
+                "unknown backend '{}' (known: tract, tract-nchw, ort)",
+                self.backend
+            )
         })?;
         Ok(EngineOptions {
             backend,

@@ -123,8 +123,10 @@ fn tract_engine_matches_the_unmodified_model() {
         let v = zoo.variant(name).unwrap();
         let xs = inputs(v);
         let refs: Vec<_> = xs.iter().map(|x| reference(v, x)).collect();
-        let engine = v.load_engine(&EngineOptions::new(Backend::Tract)).unwrap();
-        conforms(name, engine.as_ref(), &xs, &refs);
+        for backend in [Backend::Tract, Backend::TractNchw] {
+            let engine = v.load_engine(&EngineOptions::new(backend)).unwrap();
+            conforms(name, engine.as_ref(), &xs, &refs);
+        }
     }
 }
 
@@ -161,6 +163,7 @@ fn the_backend_is_chosen_per_zoo() {
     assert_eq!(zoo.engine_options().backend, Backend::Tract);
     assert!(zoo.variants().iter().all(|v| v.backend() == Backend::Tract));
     assert_eq!(Backend::parse("onnxruntime"), Some(Backend::Ort));
+    assert_eq!(Backend::parse("tract-nchw"), Some(Backend::TractNchw));
     assert_eq!(Backend::parse("tflite"), None);
     if !Backend::Ort.compiled_in() {
         let e = EngineOptions::new(Backend::Ort)

@@ -1,7 +1,9 @@
 //! Inference backends behind one trait, so that the rest of Triage never names tract or ONNX
 //! Runtime.
 //!
-//! - [`tract`]: `tract-onnx`, pure Rust, always built; the default.
+//! - [`tract`]: `tract-onnx`, pure Rust, always built; the default. The graph runs
+//!   channel-last with Triage's depthwise kernel ([`depthwise`]); `tract-nchw` runs it as
+//!   tract imports it, the baseline of `triage bench`.
 //! - `ort` (cargo feature `ort`): ONNX Runtime's CPU execution provider through the `ort`
 //!   crate, with the shared library loaded at run time from a path, `ORT_DYLIB_PATH` or the
 //!   `onnxruntime` Python wheel. Nothing is downloaded at build time.
@@ -9,6 +11,7 @@
 //! Every engine takes the variant's normalized `[1, 3, S, S]` input and returns the raw output,
 //! so backends are interchangeable per run and compared on identical tensors.
 
+pub mod depthwise;
 #[cfg(feature = "ort")]
 pub mod ort;
 mod pool;
@@ -34,20 +37,24 @@ pub trait Engine: Send + Sync {
 /// Which inference library runs the networks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Backend {
-    /// `tract-onnx`, built in.
+    /// `tract-onnx`, built in, the graph rewritten to run channel-last.
     #[default]
     Tract,
+    /// `tract-onnx` on the `NCHW` graph as imported, with tract's own kernels: the baseline
+    /// the channel-last rewrite is measured against.
+    TractNchw,
     /// ONNX Runtime, CPU execution provider (cargo feature `ort`).
     Ort,
 }
 
 impl Backend {
     /// Every backend this crate knows, whether or not it was compiled in.
-    pub const ALL: [Backend; 2] = [Backend::Tract, Backend::Ort];
+    pub const ALL: [Backend; 3] = [Backend::Tract, Backend::TractNchw, Backend::Ort];
 
     pub fn name(self) -> &'static str {
         match self {
             Backend::Tract => "tract",
+            Backend::TractNchw => "tract-nchw",
             Backend::Ort => "ort",
         }
     }
@@ -55,6 +62,7 @@ impl Backend {
     pub fn parse(name: &str) -> Option<Self> {
         match name {
             "tract" => Some(Backend::Tract),
+            "tract-nchw" => Some(Backend::TractNchw),
             "ort" | "onnxruntime" => Some(Backend::Ort),
             _ => None,
         }
@@ -64,7 +72,7 @@ impl Backend {
     /// run time for `ort`).
     pub fn compiled_in(self) -> bool {
         match self {
-            Backend::Tract => true,
+            Backend::Tract | Backend::TractNchw => true,
             Backend::Ort => cfg!(feature = "ort"),
         }
     }
@@ -73,7 +81,7 @@ impl Backend {
     /// the ONNX Runtime shared library's own version string once loaded.
     pub fn library_version(self) -> Option<String> {
         match self {
-            Backend::Tract => Some(crate::TRACT_VERSION.to_string()),
+            Backend::Tract | Backend::TractNchw => Some(crate::TRACT_VERSION.to_string()),
             #[cfg(feature = "ort")]
             Backend::Ort => self::ort::loaded_version(),
             #[cfg(not(feature = "ort"))]
@@ -113,6 +121,12 @@ impl EngineOptions {
     pub fn load(&self, name: &str, path: &Path, size: u32) -> Result<Box<dyn Engine>> {
         match self.backend {
             Backend::Tract => Ok(Box::new(TractEngine::load(name, path, size)?)),
+            Backend::TractNchw => Ok(Box::new(TractEngine::load_graph(
+                name,
+                path,
+                size,
+                self::tract::Graph::AsImported,
+            )?)),
             #[cfg(feature = "ort")]
             Backend::Ort => Ok(Box::new(self::ort::OrtEngine::load(
                 name, path, size, self,
@@ -130,7 +144,7 @@ impl EngineOptions {
     /// with measurements before any model is loaded.
     pub fn library_version(&self) -> Result<String> {
         match self.backend {
-            Backend::Tract => Ok(crate::TRACT_VERSION.to_string()),
+            Backend::Tract | Backend::TractNchw => Ok(crate::TRACT_VERSION.to_string()),
             #[cfg(feature = "ort")]
             Backend::Ort => self::ort::load_library(self).map(|(_, v)| v),
             #[cfg(not(feature = "ort"))]

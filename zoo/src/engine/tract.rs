@@ -1,13 +1,21 @@
 //! `tract-onnx`: the ONNX graph with its input fixed to `[1, 3, S, S]` (every shape in the
-//! graph becomes concrete, so the optimizer picks shape-specialized kernels), decluttered and
-//! optimized once at load; one session state and one input tensor per concurrent caller,
-//! reused call after call.
+//! graph becomes concrete, so the optimizer picks shape-specialized kernels), rewritten to run
+//! channel-last, decluttered and optimized once at load; one session state and one input
+//! tensor per concurrent caller, reused call after call.
+//!
+//! The rewrite ([`Graph::ChannelLast`], the default): every depthwise convolution becomes a
+//! [`ChannelLastDepthwise`](super::depthwise::ChannelLastDepthwise), tract's `conv_nhwc`
+//! transform moves the other convolutions channel-last, and declutter cancels the axis moves
+//! between neighbours, leaving one at the input. The pointwise convolutions stay tract's
+//! matrix products, with the activations as the packed operand. [`Graph::AsImported`] runs the
+//! `NCHW` graph as tract imports it, the baseline `triage bench` compares against.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use tract_onnx::prelude::*;
 
+use super::depthwise::{self, Isa};
 use super::pool::Pool;
 use super::{check_input_len, simd, Engine};
 use crate::error::{Error, Result};
@@ -19,17 +27,33 @@ struct Slot {
     input: Arc<Tensor>,
 }
 
+/// How the ONNX graph is prepared for tract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Graph {
+    /// Channel-last, with Triage's depthwise kernel (see the module documentation).
+    #[default]
+    ChannelLast,
+    /// The `NCHW` graph as tract imports it, with tract's own kernels.
+    AsImported,
+}
+
 /// `tract-onnx`, optimized at load, single-threaded per call.
 pub struct TractEngine {
     name: String,
+    graph: Graph,
     size: usize,
     plan: Arc<TypedSimplePlan>,
     slots: Pool<Slot>,
 }
 
 impl TractEngine {
-    /// Loads and optimizes an ONNX file whose input is `[1, 3, size, size]`.
+    /// Loads and optimizes an ONNX file whose input is `[1, 3, size, size]`, channel-last.
     pub fn load(name: &str, path: &Path, size: u32) -> Result<Self> {
+        Self::load_graph(name, path, size, Graph::default())
+    }
+
+    /// Loads an ONNX file whose input is `[1, 3, size, size]`, prepared as `graph` says.
+    pub fn load_graph(name: &str, path: &Path, size: u32, graph: Graph) -> Result<Self> {
         let err = |e: TractError| Error::ModelLoad {
             path: path.to_path_buf(),
             message: format!("{e:#}"),
@@ -38,12 +62,19 @@ impl TractEngine {
         let plan = tract_onnx::onnx()
             .model_for_path(path)
             .and_then(|m| m.with_input_fact(0, f32::fact([1, 3, s, s]).into()))
+            .and_then(|m| m.into_typed())
+            .and_then(|m| m.into_decluttered())
+            .and_then(|m| match graph {
+                Graph::ChannelLast => channel_last(m),
+                Graph::AsImported => Ok(m),
+            })
             .and_then(|m| m.into_optimized())
             .and_then(|m| m.into_runnable())
             .map_err(err)?;
         let first = Self::new_slot(&plan, s).map_err(err)?;
         Ok(TractEngine {
             name: name.to_string(),
+            graph,
             size: s,
             plan,
             slots: Pool::with(first),
@@ -100,6 +131,20 @@ impl Engine for TractEngine {
     }
 
     fn backend(&self) -> &'static str {
-        "tract"
+        match self.graph {
+            Graph::ChannelLast => super::Backend::Tract.name(),
+            Graph::AsImported => super::Backend::TractNchw.name(),
+        }
     }
+}
+
+/// Rewrites a decluttered model to run channel-last (see the module documentation).
+fn channel_last(mut model: TypedModel) -> TractResult<TypedModel> {
+    let lowered = depthwise::lower(&mut model, Isa::detect())?;
+    let nhwc = tract_onnx::tract_core::transform::get_transform("conv_nhwc")?
+        .ok_or_else(|| TractError::msg("tract has no conv_nhwc transform"))?;
+    model.transform(&*nhwc)?;
+    model.declutter()?;
+    tracing::debug!(depthwise = lowered, isa = ?Isa::detect(), "channel-last graph");
+    Ok(model)
 }
