@@ -17,95 +17,26 @@ use std::sync::Arc;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::cnn::conv::{Conv, KernelFormat};
+use tract_onnx::tract_core::ops::cnn::PoolSpec;
 use tract_onnx::tract_core::ops::nn::DataFormat;
 
-/// Shape of one depthwise convolution: input `[n, h, w, c]`, kernel `kh x kw`, strides,
-/// the padding before each spatial axis, output `[n, oh, ow, c]`.
+use super::lanes::{ld, st, Col, Isa, Lanes, Portable, Row, Window};
+
+/// Shape of one depthwise convolution: input `[n, h, w, c]`, output `[n, oh, ow, c]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Geometry {
     pub n: usize,
-    pub h: usize,
-    pub w: usize,
     pub c: usize,
-    pub kh: usize,
-    pub kw: usize,
-    pub sh: usize,
-    pub sw: usize,
-    pub pad_top: usize,
-    pub pad_left: usize,
-    pub oh: usize,
-    pub ow: usize,
+    pub win: Window,
 }
 
 impl Geometry {
     fn input_len(&self) -> usize {
-        self.n * self.h * self.w * self.c
+        self.n * self.win.h * self.win.w * self.c
     }
 
     fn output_len(&self) -> usize {
-        self.n * self.oh * self.ow * self.c
-    }
-
-    fn taps(&self) -> usize {
-        self.kh * self.kw
-    }
-
-    /// Output columns `[lo, hi)` whose every tap lies inside the input row.
-    fn interior_columns(&self) -> (usize, usize) {
-        let lo = self.pad_left.div_ceil(self.sw).min(self.ow);
-        let hi = if self.w + self.pad_left >= self.kw {
-            ((self.w + self.pad_left - self.kw) / self.sw + 1).min(self.ow)
-        } else {
-            0
-        };
-        (lo, hi.max(lo))
-    }
-}
-
-/// Which implementation runs, decided once from the CPU.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum Isa {
-    #[cfg(target_arch = "x86_64")]
-    Avx512,
-    #[cfg(target_arch = "x86_64")]
-    Avx2Fma,
-    #[default]
-    Portable,
-}
-
-impl Isa {
-    /// The widest implementation this CPU runs.
-    pub fn detect() -> Isa {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                return Isa::Avx512;
-            }
-            if std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
-                return Isa::Avx2Fma;
-            }
-        }
-        Isa::Portable
-    }
-
-    /// Every implementation this CPU can run, widest first (for tests and benches).
-    pub fn available() -> Vec<Isa> {
-        let mut all = Vec::new();
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                all.push(Isa::Avx512);
-            }
-            if std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
-                all.push(Isa::Avx2Fma);
-            }
-        }
-        all.push(Isa::Portable);
-        all
+        self.n * self.win.oh * self.win.ow * self.c
     }
 }
 
@@ -139,14 +70,14 @@ impl ChannelLastDepthwise {
     /// `weights` is tap-major `[kh * kw, c]`, `bias` has `c` values.
     pub fn new(geo: Geometry, weights: Vec<f32>, bias: Vec<f32>, isa: Isa) -> TractResult<Self> {
         ensure!(
-            geo.kh > 0 && geo.kw > 0 && geo.sh > 0 && geo.sw > 0 && geo.c > 0,
+            geo.win.is_valid() && geo.c > 0,
             "depthwise convolution with an empty kernel, stride or channel count: {geo:?}"
         );
         ensure!(
-            weights.len() == geo.taps() * geo.c,
+            weights.len() == geo.win.taps() * geo.c,
             "depthwise weights have {} values, {geo:?} needs {}",
             weights.len(),
-            geo.taps() * geo.c
+            geo.win.taps() * geo.c
         );
         ensure!(
             bias.len() == geo.c,
@@ -214,9 +145,9 @@ impl ChannelLastDepthwise {
         unsafe {
             match self.isa {
                 #[cfg(target_arch = "x86_64")]
-                Isa::Avx512 => x86::convolve_avx512(g, x, w, b, y),
+                Isa::Avx512 => convolve_avx512(g, x, w, b, y),
                 #[cfg(target_arch = "x86_64")]
-                Isa::Avx2Fma => x86::convolve_avx2(g, x, w, b, y),
+                Isa::Avx2Fma => convolve_avx2(g, x, w, b, y),
                 Isa::Portable => convolve::<Portable>(g, x, w, b, y),
             }
         }
@@ -248,7 +179,7 @@ impl EvalOp for ChannelLastDepthwise {
         let g = &self.geo;
         // SAFETY: `run` writes every element of the output (checked by the tests against a
         // direct convolution) before anything reads it.
-        let mut y = unsafe { Tensor::uninitialized::<f32>(&self.shape(g.oh, g.ow))? };
+        let mut y = unsafe { Tensor::uninitialized::<f32>(&self.shape(g.win.oh, g.win.ow))? };
         {
             let x = x.try_as_plain_ram()?;
             let mut yv = y.try_as_plain_ram_mut()?;
@@ -267,20 +198,24 @@ impl TypedOp for ChannelLastDepthwise {
             "depthwise runs f32, got {:?}",
             inputs[0].datum_type
         );
-        let want: TVec<TDim> = self.shape(g.h, g.w).iter().map(|d| d.to_dim()).collect();
+        let want: TVec<TDim> = self
+            .shape(g.win.h, g.win.w)
+            .iter()
+            .map(|d| d.to_dim())
+            .collect();
         ensure!(
             inputs[0].shape.iter().eq(want.iter()),
             "depthwise built for {want:?} got {:?}",
             inputs[0].shape
         );
-        Ok(tvec!(f32::fact(self.shape(g.oh, g.ow))))
+        Ok(tvec!(f32::fact(self.shape(g.win.oh, g.win.ow))))
     }
 
     fn cost(&self, _inputs: &[&TypedFact]) -> TractResult<TVec<(Cost, TDim)>> {
         let g = &self.geo;
         Ok(tvec!((
             Cost::FMA(f32::datum_type()),
-            (g.n * g.oh * g.ow * g.c * g.taps()).to_dim()
+            (g.n * g.win.oh * g.win.ow * g.c * g.win.taps()).to_dim()
         )))
     }
 
@@ -301,6 +236,24 @@ pub fn lower(model: &mut TypedModel, isa: Isa) -> TractResult<usize> {
         .iter()
         .filter(|n| n.op_is::<ChannelLastDepthwise>())
         .count())
+}
+
+/// The spatial window of a 2-D convolution on an `h x w` input.
+pub(super) fn window(spec: &PoolSpec, h: usize, w: usize) -> Window {
+    let padding = spec.computed_padding(&[h, w]);
+    let strides = spec.strides();
+    Window {
+        h,
+        w,
+        kh: spec.kernel_shape[0],
+        kw: spec.kernel_shape[1],
+        sh: strides[0],
+        sw: strides[1],
+        pad_top: padding[0].pad_before,
+        pad_left: padding[1].pad_before,
+        oh: padding[0].convoluted,
+        ow: padding[1].convoluted,
+    }
 }
 
 fn lower_one(
@@ -340,27 +293,15 @@ fn lower_one(
     rule_if!(kernel.datum_type() == f32::datum_type() && bias.datum_type() == f32::datum_type());
     let (kh, kw) = (spec.kernel_shape[0], spec.kernel_shape[1]);
     rule_if!(kernel.shape() == [c, 1, kh, kw]);
-    let (h, w) = (shape[2], shape[3]);
-    let padding = spec.computed_padding(&[h, w]);
-    let strides = spec.strides();
     let geo = Geometry {
         n: shape[0],
-        h,
-        w,
         c,
-        kh,
-        kw,
-        sh: strides[0],
-        sw: strides[1],
-        pad_top: padding[0].pad_before,
-        pad_left: padding[1].pad_before,
-        oh: padding[0].convoluted,
-        ow: padding[1].convoluted,
+        win: window(spec, shape[2], shape[3]),
     };
+    let taps = geo.win.taps();
     let kernel = kernel.try_as_plain_ram()?;
     let kernel = kernel.as_slice::<f32>()?;
     // OIHW `[c, 1, kh, kw]` to tap-major `[kh * kw, c]`.
-    let taps = kh * kw;
     let mut weights = vec![0f32; taps * c];
     for (ch, k) in kernel.chunks_exact(taps).enumerate() {
         for (t, &v) in k.iter().enumerate() {
@@ -388,206 +329,26 @@ fn lower_one(
     Ok(Some(patch))
 }
 
-/// The vector operations the convolution needs, over `N` lanes of `f32`.
-trait Lanes {
-    const N: usize;
-    type V: Copy;
-    unsafe fn load(p: *const f32) -> Self::V;
-    /// The first `n < N` lanes from `p`, zeros after.
-    unsafe fn load_part(p: *const f32, n: usize) -> Self::V;
-    unsafe fn store(p: *mut f32, v: Self::V);
-    /// The first `n < N` lanes of `v` to `p`.
-    unsafe fn store_part(p: *mut f32, n: usize, v: Self::V);
-    /// `a * b + c`.
-    unsafe fn fma(a: Self::V, b: Self::V, c: Self::V) -> Self::V;
-}
-
-/// Eight lanes as a plain array, vectorized by the compiler for whatever the target has.
-struct Portable;
-
-impl Lanes for Portable {
-    const N: usize = 8;
-    type V = [f32; 8];
-
-    #[inline(always)]
-    unsafe fn load(p: *const f32) -> [f32; 8] {
-        unsafe { p.cast::<[f32; 8]>().read_unaligned() }
-    }
-
-    #[inline(always)]
-    unsafe fn load_part(p: *const f32, n: usize) -> [f32; 8] {
-        let mut v = [0f32; 8];
-        for (i, lane) in v.iter_mut().enumerate().take(n) {
-            *lane = unsafe { *p.add(i) };
-        }
-        v
-    }
-
-    #[inline(always)]
-    unsafe fn store(p: *mut f32, v: [f32; 8]) {
-        unsafe { p.cast::<[f32; 8]>().write_unaligned(v) }
-    }
-
-    #[inline(always)]
-    unsafe fn store_part(p: *mut f32, n: usize, v: [f32; 8]) {
-        for (i, lane) in v.iter().enumerate().take(n) {
-            unsafe { *p.add(i) = *lane };
-        }
-    }
-
-    #[inline(always)]
-    unsafe fn fma(a: [f32; 8], b: [f32; 8], c: [f32; 8]) -> [f32; 8] {
-        let mut r = c;
-        for i in 0..8 {
-            r[i] += a[i] * b[i];
-        }
-        r
-    }
-}
-
+/// # Safety
+/// The CPU has AVX-512F; the pointers cover the geometry's extents.
 #[cfg(target_arch = "x86_64")]
-mod x86 {
-    use std::arch::x86_64::*;
-
-    use super::{convolve, Geometry, Lanes};
-
-    pub(super) struct Avx512;
-
-    impl Lanes for Avx512 {
-        const N: usize = 16;
-        type V = __m512;
-
-        #[inline(always)]
-        unsafe fn load(p: *const f32) -> __m512 {
-            unsafe { _mm512_loadu_ps(p) }
-        }
-
-        #[inline(always)]
-        unsafe fn load_part(p: *const f32, n: usize) -> __m512 {
-            unsafe { _mm512_maskz_loadu_ps(((1u32 << n) - 1) as u16, p) }
-        }
-
-        #[inline(always)]
-        unsafe fn store(p: *mut f32, v: __m512) {
-            unsafe { _mm512_storeu_ps(p, v) }
-        }
-
-        #[inline(always)]
-        unsafe fn store_part(p: *mut f32, n: usize, v: __m512) {
-            unsafe { _mm512_mask_storeu_ps(p, ((1u32 << n) - 1) as u16, v) }
-        }
-
-        #[inline(always)]
-        unsafe fn fma(a: __m512, b: __m512, c: __m512) -> __m512 {
-            unsafe { _mm512_fmadd_ps(a, b, c) }
-        }
-    }
-
-    pub(super) struct Avx2;
-
-    #[inline(always)]
-    unsafe fn mask8(n: usize) -> __m256i {
-        unsafe {
-            _mm256_cmpgt_epi32(
-                _mm256_set1_epi32(n as i32),
-                _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
-            )
-        }
-    }
-
-    impl Lanes for Avx2 {
-        const N: usize = 8;
-        type V = __m256;
-
-        #[inline(always)]
-        unsafe fn load(p: *const f32) -> __m256 {
-            unsafe { _mm256_loadu_ps(p) }
-        }
-
-        #[inline(always)]
-        unsafe fn load_part(p: *const f32, n: usize) -> __m256 {
-            unsafe { _mm256_maskload_ps(p, mask8(n)) }
-        }
-
-        #[inline(always)]
-        unsafe fn store(p: *mut f32, v: __m256) {
-            unsafe { _mm256_storeu_ps(p, v) }
-        }
-
-        #[inline(always)]
-        unsafe fn store_part(p: *mut f32, n: usize, v: __m256) {
-            unsafe { _mm256_maskstore_ps(p, mask8(n), v) }
-        }
-
-        #[inline(always)]
-        unsafe fn fma(a: __m256, b: __m256, c: __m256) -> __m256 {
-            unsafe { _mm256_fmadd_ps(a, b, c) }
-        }
-    }
-
-    /// # Safety
-    /// The CPU has AVX-512F; the pointers cover the geometry's extents.
-    #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn convolve_avx512(
-        g: &Geometry,
-        x: *const f32,
-        w: *const f32,
-        b: *const f32,
-        y: *mut f32,
-    ) {
-        unsafe { convolve::<Avx512>(g, x, w, b, y) }
-    }
-
-    /// # Safety
-    /// The CPU has AVX2 and FMA; the pointers cover the geometry's extents.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn convolve_avx2(
-        g: &Geometry,
-        x: *const f32,
-        w: *const f32,
-        b: *const f32,
-        y: *mut f32,
-    ) {
-        unsafe { convolve::<Avx2>(g, x, w, b, y) }
-    }
+#[target_feature(enable = "avx512f")]
+unsafe fn convolve_avx512(g: &Geometry, x: *const f32, w: *const f32, b: *const f32, y: *mut f32) {
+    unsafe { convolve::<super::lanes::x86::Avx512>(g, x, w, b, y) }
 }
 
-/// Loads `lanes` values (all `L::N` when `PART` is false).
-#[inline(always)]
-unsafe fn ld<L: Lanes, const PART: bool>(p: *const f32, lanes: usize) -> L::V {
-    unsafe {
-        if PART {
-            L::load_part(p, lanes)
-        } else {
-            L::load(p)
-        }
-    }
-}
-
-#[inline(always)]
-unsafe fn st<L: Lanes, const PART: bool>(p: *mut f32, lanes: usize, v: L::V) {
-    unsafe {
-        if PART {
-            L::store_part(p, lanes, v)
-        } else {
-            L::store(p, v)
-        }
-    }
-}
-
-/// Where one output row reads: the input row of its first tap (may be negative) and the
-/// range of kernel rows that fall inside the input.
-#[derive(Clone, Copy)]
-struct Row {
-    iy0: isize,
-    ky_lo: usize,
-    ky_hi: usize,
+/// # Safety
+/// The CPU has AVX2 and FMA; the pointers cover the geometry's extents.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn convolve_avx2(g: &Geometry, x: *const f32, w: *const f32, b: *const f32, y: *mut f32) {
+    unsafe { convolve::<super::lanes::x86::Avx2>(g, x, w, b, y) }
 }
 
 /// The whole convolution.
 ///
 /// # Safety
-/// `x`, `w`, `b`, `y` point to at least `g.input_len()`, `g.taps() * g.c`, `g.c` and
+/// `x`, `w`, `b`, `y` point to at least `g.input_len()`, `g.win.taps() * g.c`, `g.c` and
 /// `g.output_len()` values.
 #[inline(always)]
 unsafe fn convolve<L: Lanes>(
@@ -599,21 +360,18 @@ unsafe fn convolve<L: Lanes>(
 ) {
     let full = g.c / L::N * L::N;
     let tail = g.c - full;
-    let (lo, hi) = g.interior_columns();
+    let (lo, hi) = g.win.interior_columns();
     for n in 0..g.n {
         // SAFETY (whole body): every input index is (row within [0, h)) * w + (column within
         // [0, w)), the rows clipped by `Row` and the columns by `interior_columns` or by the
         // border pixel's own clipping; every output index is below `output_len`.
         unsafe {
-            let x = x.add(n * g.h * g.w * g.c);
-            let y = y.add(n * g.oh * g.ow * g.c);
-            for oy in 0..g.oh {
-                let iy0 = (oy * g.sh) as isize - g.pad_top as isize;
-                let ky_lo = (-iy0).clamp(0, g.kh as isize) as usize;
-                let ky_hi = (g.h as isize - iy0).clamp(ky_lo as isize, g.kh as isize) as usize;
-                let row = Row { iy0, ky_lo, ky_hi };
-                let yrow = y.add(oy * g.ow * g.c);
-                for ox in (0..lo).chain(hi..g.ow) {
+            let x = x.add(n * g.win.h * g.win.w * g.c);
+            let y = y.add(n * g.win.oh * g.win.ow * g.c);
+            for oy in 0..g.win.oh {
+                let row = g.win.row(oy);
+                let yrow = y.add(oy * g.win.ow * g.c);
+                for ox in (0..lo).chain(hi..g.win.ow) {
                     pixel::<L>(g, row, ox, x, w, b, yrow.add(ox * g.c), full, tail);
                 }
                 let mut ox = lo;
@@ -651,26 +409,19 @@ unsafe fn pixel<L: Lanes>(
     full: usize,
     tail: usize,
 ) {
-    let ix0 = (ox * g.sw) as isize - g.pad_left as isize;
-    let kx_lo = (-ix0).clamp(0, g.kw as isize) as usize;
-    let kx_hi = (g.w as isize - ix0).clamp(kx_lo as isize, g.kw as isize) as usize;
-    let block = |cb: usize, lanes: usize, part: bool| {
-        // SAFETY: see `convolve`.
-        unsafe {
-            if part {
-                pixel_block::<L, true>(g, row, ix0, kx_lo, kx_hi, x, w, b, out, cb, lanes)
-            } else {
-                pixel_block::<L, false>(g, row, ix0, kx_lo, kx_hi, x, w, b, out, cb, lanes)
-            }
+    let Col { ix0, kx_lo, kx_hi } = g.win.col(ox);
+    // No closure here: a closure would not inherit the caller's target features, and the
+    // vector intrinsics inside it would become calls.
+    // SAFETY: see `convolve`.
+    unsafe {
+        let mut cb = 0;
+        while cb < full {
+            pixel_block::<L, false>(g, row, ix0, kx_lo, kx_hi, x, w, b, out, cb, L::N);
+            cb += L::N;
         }
-    };
-    let mut cb = 0;
-    while cb < full {
-        block(cb, L::N, false);
-        cb += L::N;
-    }
-    if tail > 0 {
-        block(full, tail, true);
+        if tail > 0 {
+            pixel_block::<L, true>(g, row, ix0, kx_lo, kx_hi, x, w, b, out, full, tail);
+        }
     }
 }
 
@@ -692,13 +443,13 @@ unsafe fn pixel_block<L: Lanes, const PART: bool>(
     unsafe {
         let mut acc = ld::<L, PART>(b.add(cb), lanes);
         for ky in row.ky_lo..row.ky_hi {
-            let xrow = x.offset((row.iy0 + ky as isize) * (g.w * g.c) as isize);
+            let xrow = x.offset((row.iy0 + ky as isize) * (g.win.w * g.c) as isize);
             for kx in kx_lo..kx_hi {
                 let xv = ld::<L, PART>(
                     xrow.offset((ix0 + kx as isize) * g.c as isize + cb as isize),
                     lanes,
                 );
-                let wv = ld::<L, PART>(w.add((ky * g.kw + kx) * g.c + cb), lanes);
+                let wv = ld::<L, PART>(w.add((ky * g.win.kw + kx) * g.c + cb), lanes);
                 acc = L::fma(wv, xv, acc);
             }
         }
@@ -722,14 +473,14 @@ unsafe fn quad<L: Lanes, const PART: bool>(
 ) {
     unsafe {
         let c = g.c;
-        let step = g.sw * c;
+        let step = g.win.sw * c;
         let bias = ld::<L, PART>(b.add(cb), lanes);
         let (mut a0, mut a1, mut a2, mut a3) = (bias, bias, bias, bias);
-        let ix0 = ox * g.sw - g.pad_left;
+        let ix0 = ox * g.win.sw - g.win.pad_left;
         for ky in row.ky_lo..row.ky_hi {
-            let xrow = x.offset((row.iy0 + ky as isize) * (g.w * c) as isize);
-            let wrow = w.add(ky * g.kw * c + cb);
-            for kx in 0..g.kw {
+            let xrow = x.offset((row.iy0 + ky as isize) * (g.win.w * c) as isize);
+            let wrow = w.add(ky * g.win.kw * c + cb);
+            for kx in 0..g.win.kw {
                 let wv = ld::<L, PART>(wrow.add(kx * c), lanes);
                 let p = xrow.add((ix0 + kx) * c + cb);
                 a0 = L::fma(wv, ld::<L, PART>(p, lanes), a0);
@@ -755,22 +506,28 @@ mod tests {
     fn reference(g: &Geometry, x: &[f32], w: &[f32], b: &[f32]) -> Vec<f32> {
         let mut y = vec![0f32; g.output_len()];
         for n in 0..g.n {
-            for oy in 0..g.oh {
-                for ox in 0..g.ow {
+            for oy in 0..g.win.oh {
+                for ox in 0..g.win.ow {
                     for ch in 0..g.c {
                         let mut acc = b[ch] as f64;
-                        for ky in 0..g.kh {
-                            for kx in 0..g.kw {
-                                let iy = (oy * g.sh + ky) as isize - g.pad_top as isize;
-                                let ix = (ox * g.sw + kx) as isize - g.pad_left as isize;
-                                if iy < 0 || ix < 0 || iy >= g.h as isize || ix >= g.w as isize {
+                        for ky in 0..g.win.kh {
+                            for kx in 0..g.win.kw {
+                                let iy = (oy * g.win.sh + ky) as isize - g.win.pad_top as isize;
+                                let ix = (ox * g.win.sw + kx) as isize - g.win.pad_left as isize;
+                                if iy < 0
+                                    || ix < 0
+                                    || iy >= g.win.h as isize
+                                    || ix >= g.win.w as isize
+                                {
                                     continue;
                                 }
-                                let xi = ((n * g.h + iy as usize) * g.w + ix as usize) * g.c + ch;
-                                acc += x[xi] as f64 * w[(ky * g.kw + kx) * g.c + ch] as f64;
+                                let xi = ((n * g.win.h + iy as usize) * g.win.w + ix as usize)
+                                    * g.c
+                                    + ch;
+                                acc += x[xi] as f64 * w[(ky * g.win.kw + kx) * g.c + ch] as f64;
                             }
                         }
-                        y[((n * g.oh + oy) * g.ow + ox) * g.c + ch] = acc as f32;
+                        y[((n * g.win.oh + oy) * g.win.ow + ox) * g.c + ch] = acc as f32;
                     }
                 }
             }
@@ -789,17 +546,19 @@ mod tests {
     ) -> Geometry {
         Geometry {
             n,
-            h,
-            w,
             c,
-            kh: k,
-            kw: k,
-            sh: s,
-            sw: s,
-            pad_top: pad,
-            pad_left: pad,
-            oh: (h + 2 * pad).saturating_sub(k) / s + 1,
-            ow: (w + 2 * pad).saturating_sub(k) / s + 1,
+            win: Window {
+                h,
+                w,
+                kh: k,
+                kw: k,
+                sh: s,
+                sw: s,
+                pad_top: pad,
+                pad_left: pad,
+                oh: (h + 2 * pad).saturating_sub(k) / s + 1,
+                ow: (w + 2 * pad).saturating_sub(k) / s + 1,
+            },
         }
     }
 
@@ -807,7 +566,7 @@ mod tests {
         let x: Vec<f32> = (0..g.input_len())
             .map(|i| ((i as f32) * 0.137).sin())
             .collect();
-        let w: Vec<f32> = (0..g.taps() * g.c)
+        let w: Vec<f32> = (0..g.win.taps() * g.c)
             .map(|i| ((i as f32) * 0.091).cos() * 0.3)
             .collect();
         let b: Vec<f32> = (0..g.c).map(|i| i as f32 * 0.05 - 0.1).collect();
@@ -844,12 +603,12 @@ mod tests {
     fn asymmetric_padding_matches() {
         // TensorFlow SAME at stride 2 on an even side pads only after: nothing before.
         let mut g = geometry(1, 16, 16, 32, 3, 2, 0);
-        g.oh = 8;
-        g.ow = 8;
+        g.win.oh = 8;
+        g.win.ow = 8;
         check(g);
         let mut g = geometry(1, 16, 12, 21, 5, 2, 1);
-        g.oh = 8;
-        g.ow = 6;
+        g.win.oh = 8;
+        g.win.ow = 6;
         check(g);
     }
 
@@ -873,11 +632,11 @@ mod tests {
             extra_bottom in 0usize..3, extra_right in 0usize..3,
         ) {
             prop_assume!(h + pad_top + extra_bottom >= k && w + pad_left + extra_right >= k);
-            let g = Geometry {
-                n, h, w, c, kh: k, kw: k, sh: s, sw: s, pad_top, pad_left,
+            let g = Geometry { n, c, win: Window {
+                h, w, kh: k, kw: k, sh: s, sw: s, pad_top, pad_left,
                 oh: (h + pad_top + extra_bottom - k) / s + 1,
                 ow: (w + pad_left + extra_right - k) / s + 1,
-            };
+            } };
             check(g);
         }
     }

@@ -2,8 +2,9 @@
 //! Runtime.
 //!
 //! - [`tract`]: `tract-onnx`, pure Rust, always built; the default. The graph runs
-//!   channel-last with Triage's depthwise kernel ([`depthwise`]); `tract-nchw` runs it as
-//!   tract imports it, the baseline of `triage bench`.
+//!   channel-last with Triage's depthwise and stem kernels ([`depthwise`], [`stem`], over
+//!   shared vector lanes, [`Isa`]); `tract-nchw` runs it as tract imports it, the baseline
+//!   of `triage bench`.
 //! - `ort` (cargo feature `ort`): ONNX Runtime's CPU execution provider through the `ort`
 //!   crate, with the shared library loaded at run time from a path, `ORT_DYLIB_PATH` or the
 //!   `onnxruntime` Python wheel. Nothing is downloaded at build time.
@@ -12,16 +13,19 @@
 //! so backends are interchangeable per run and compared on identical tensors.
 
 pub mod depthwise;
+mod lanes;
 #[cfg(feature = "ort")]
 pub mod ort;
 mod pool;
 pub mod simd;
+pub mod stem;
 pub mod tract;
 
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 
+pub use self::lanes::{Isa, Window};
 pub use self::tract::TractEngine;
 
 /// One loaded network, ready to run single images. Implementations are shared across

@@ -4,7 +4,8 @@
 //! tensor per concurrent caller, reused call after call.
 //!
 //! The rewrite ([`Graph::ChannelLast`], the default): every depthwise convolution becomes a
-//! [`ChannelLastDepthwise`](super::depthwise::ChannelLastDepthwise), tract's `conv_nhwc`
+//! [`ChannelLastDepthwise`](super::depthwise::ChannelLastDepthwise), the stem convolution on
+//! the image's three channels a [`PlanarStem`](super::stem::PlanarStem), tract's `conv_nhwc`
 //! transform moves the other convolutions channel-last, and declutter cancels the axis moves
 //! between neighbours, leaving one at the input. The pointwise convolutions stay tract's
 //! matrix products, with the activations as the packed operand. [`Graph::AsImported`] runs the
@@ -15,9 +16,10 @@ use std::sync::Arc;
 
 use tract_onnx::prelude::*;
 
-use super::depthwise::{self, Isa};
+use super::lanes::Isa;
 use super::pool::Pool;
 use super::{check_input_len, simd, Engine};
+use super::{depthwise, stem};
 use crate::error::{Error, Result};
 
 /// What one caller reuses between calls: tract's per-run state (op states, value table) and
@@ -140,11 +142,13 @@ impl Engine for TractEngine {
 
 /// Rewrites a decluttered model to run channel-last (see the module documentation).
 fn channel_last(mut model: TypedModel) -> TractResult<TypedModel> {
-    let lowered = depthwise::lower(&mut model, Isa::detect())?;
+    let isa = Isa::detect();
+    let depthwise = depthwise::lower(&mut model, isa)?;
+    let stems = stem::lower(&mut model, isa)?;
     let nhwc = tract_onnx::tract_core::transform::get_transform("conv_nhwc")?
         .ok_or_else(|| TractError::msg("tract has no conv_nhwc transform"))?;
     model.transform(&*nhwc)?;
     model.declutter()?;
-    tracing::debug!(depthwise = lowered, isa = ?Isa::detect(), "channel-last graph");
+    tracing::debug!(depthwise, stems, ?isa, "channel-last graph");
     Ok(model)
 }

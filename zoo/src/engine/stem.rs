@@ -1,0 +1,619 @@
+//! The stem convolution of an image network: few input channels (the image's three), read
+//! planar, written channel-last.
+//!
+//! With three input channels a convolution is 27 multiply-adds per output channel and pixel,
+//! too little for a matrix product to repay its packing: tract builds an im2col view and runs
+//! a skinny product, then the next layer moves the result channel-last. [`PlanarStem`] reads
+//! each input value once per tap, broadcast against a vector of output-channel weights, for
+//! four interior pixels at a time, and writes the channel-last activations the rest of the
+//! network reads, so the axis move disappears with it.
+//!
+//! [`lower`] replaces every float `Conv` with at most [`MAX_INPUT_CHANNELS`] input channels on
+//! `NCHW` (or unbatched `CHW`) data with this op followed by a move back to channels-first,
+//! which declutter then cancels against the next layer's move to channel-last.
+
+use std::sync::Arc;
+
+use tract_onnx::prelude::*;
+use tract_onnx::tract_core::internal::*;
+use tract_onnx::tract_core::ops::cnn::conv::{Conv, KernelFormat};
+use tract_onnx::tract_core::ops::nn::DataFormat;
+
+use super::depthwise::window;
+use super::lanes::{ld, st, Col, Isa, Lanes, Portable, Row, Window};
+
+/// Convolutions with more input channels than this stay matrix products.
+pub const MAX_INPUT_CHANNELS: usize = 4;
+
+/// Shape of one stem convolution: input `[n, cin, h, w]`, output `[n, oh, ow, cout]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Geometry {
+    pub n: usize,
+    pub cin: usize,
+    pub cout: usize,
+    pub win: Window,
+}
+
+impl Geometry {
+    fn input_len(&self) -> usize {
+        self.n * self.cin * self.win.h * self.win.w
+    }
+
+    fn output_len(&self) -> usize {
+        self.n * self.win.oh * self.win.ow * self.cout
+    }
+
+    /// Taps per output value: every input channel's kernel window.
+    fn taps(&self) -> usize {
+        self.cin * self.win.taps()
+    }
+}
+
+/// Convolution of planar `f32` input into channel-last output, constant weights and bias.
+#[derive(Debug, Clone)]
+pub struct PlanarStem {
+    geo: Geometry,
+    /// Tap-major weights, `[cin * kh * kw, cout]`, tap `(ci * kh + ky) * kw + kx`.
+    weights: Arc<[f32]>,
+    /// One value per output channel.
+    bias: Arc<[f32]>,
+    isa: Isa,
+    /// Whether the tensors have the batch axis or not (n = 1).
+    batched: bool,
+}
+
+impl PartialEq for PlanarStem {
+    fn eq(&self, other: &Self) -> bool {
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        self.geo == other.geo
+            && self.isa == other.isa
+            && self.batched == other.batched
+            && bits(&self.weights) == bits(&other.weights)
+            && bits(&self.bias) == bits(&other.bias)
+    }
+}
+
+impl Eq for PlanarStem {}
+
+impl PlanarStem {
+    /// `weights` is tap-major `[cin * kh * kw, cout]`, `bias` has `cout` values.
+    pub fn new(geo: Geometry, weights: Vec<f32>, bias: Vec<f32>, isa: Isa) -> TractResult<Self> {
+        ensure!(
+            geo.win.is_valid() && geo.cin > 0 && geo.cout > 0,
+            "stem convolution with an empty kernel, stride or channel count: {geo:?}"
+        );
+        ensure!(
+            weights.len() == geo.taps() * geo.cout,
+            "stem weights have {} values, {geo:?} needs {}",
+            weights.len(),
+            geo.taps() * geo.cout
+        );
+        ensure!(
+            bias.len() == geo.cout,
+            "stem bias has {} values for {} channels",
+            bias.len(),
+            geo.cout
+        );
+        ensure!(
+            Isa::available().contains(&isa),
+            "{isa:?} is not available on this CPU"
+        );
+        Ok(PlanarStem {
+            geo,
+            weights: weights.into(),
+            bias: bias.into(),
+            isa,
+            batched: true,
+        })
+    }
+
+    /// The same op on unbatched tensors (the geometry's `n` must be 1).
+    pub fn unbatched(mut self) -> TractResult<Self> {
+        ensure!(self.geo.n == 1, "unbatched stem with n = {}", self.geo.n);
+        self.batched = false;
+        Ok(self)
+    }
+
+    fn input_shape(&self) -> TVec<usize> {
+        let g = &self.geo;
+        let mut s = tvec![g.cin, g.win.h, g.win.w];
+        if self.batched {
+            s.insert(0, g.n);
+        }
+        s
+    }
+
+    fn output_shape(&self) -> TVec<usize> {
+        let g = &self.geo;
+        let mut s = tvec![g.win.oh, g.win.ow, g.cout];
+        if self.batched {
+            s.insert(0, g.n);
+        }
+        s
+    }
+
+    /// Convolves `x` (`[n, cin, h, w]`) into `y` (`[n, oh, ow, cout]`), every element written.
+    pub fn run(&self, x: &[f32], y: &mut [f32]) -> TractResult<()> {
+        let g = &self.geo;
+        ensure!(
+            x.len() == g.input_len() && y.len() == g.output_len(),
+            "stem input has {} values and output {}, {g:?} needs {} and {}",
+            x.len(),
+            y.len(),
+            g.input_len(),
+            g.output_len()
+        );
+        let (x, w, b, y) = (
+            x.as_ptr(),
+            self.weights.as_ptr(),
+            self.bias.as_ptr(),
+            y.as_mut_ptr(),
+        );
+        // SAFETY: the lengths of `x` and `y` were checked against the geometry above, and the
+        // weights' and bias' in `new`; `convolve` reads and writes only inside those extents.
+        // The x86 paths run only where `new` saw the CPU report their features.
+        unsafe {
+            match self.isa {
+                #[cfg(target_arch = "x86_64")]
+                Isa::Avx512 => convolve_avx512(g, x, w, b, y),
+                #[cfg(target_arch = "x86_64")]
+                Isa::Avx2Fma => convolve_avx2(g, x, w, b, y),
+                Isa::Portable => convolve::<Portable>(g, x, w, b, y),
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Op for PlanarStem {
+    fn name(&self) -> StaticName {
+        "PlanarStem".into()
+    }
+
+    fn info(&self) -> TractResult<Vec<String>> {
+        Ok(vec![format!("{:?} ({:?})", self.geo, self.isa)])
+    }
+
+    fn validation(&self) -> Validation {
+        Validation::Rounding
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for PlanarStem {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let x = args_1!(inputs);
+        // SAFETY: `run` writes every element of the output (checked by the tests against a
+        // direct convolution) before anything reads it.
+        let mut y = unsafe { Tensor::uninitialized::<f32>(&self.output_shape())? };
+        {
+            let x = x.try_as_plain_ram()?;
+            let mut yv = y.try_as_plain_ram_mut()?;
+            self.run(x.as_slice::<f32>()?, yv.as_slice_mut::<f32>()?)?;
+        }
+        Ok(tvec!(y.into_tvalue()))
+    }
+}
+
+impl TypedOp for PlanarStem {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        ensure!(inputs.len() == 1, "the stem takes one input");
+        ensure!(
+            inputs[0].datum_type == f32::datum_type(),
+            "the stem runs f32, got {:?}",
+            inputs[0].datum_type
+        );
+        let want: TVec<TDim> = self.input_shape().iter().map(|d| d.to_dim()).collect();
+        ensure!(
+            inputs[0].shape.iter().eq(want.iter()),
+            "stem built for {want:?} got {:?}",
+            inputs[0].shape
+        );
+        Ok(tvec!(f32::fact(self.output_shape())))
+    }
+
+    fn cost(&self, _inputs: &[&TypedFact]) -> TractResult<TVec<(Cost, TDim)>> {
+        let g = &self.geo;
+        Ok(tvec!((
+            Cost::FMA(f32::datum_type()),
+            (g.output_len() * g.taps()).to_dim()
+        )))
+    }
+
+    as_op!();
+}
+
+/// Replaces every float, undilated, ungrouped `Conv` with at most [`MAX_INPUT_CHANNELS`] input
+/// channels on `NCHW` or `CHW` data, constant weights and bias, by a [`PlanarStem`] and a move
+/// back to channels-first. Returns how many there are.
+pub fn lower(model: &mut TypedModel, isa: Isa) -> TractResult<usize> {
+    Rewriter::<Isa>::default()
+        .with_rule_for("planar-stem", |isa, model, node, name, op: &Conv| {
+            lower_one(model, node, name, op, *isa)
+        })
+        .rewrite(&isa, model)?;
+    Ok(model
+        .nodes
+        .iter()
+        .filter(|n| n.op_is::<PlanarStem>())
+        .count())
+}
+
+fn lower_one(
+    model: &TypedModel,
+    node: &TypedNode,
+    name: &str,
+    op: &Conv,
+    isa: Isa,
+) -> TractResult<Option<TypedModelPatch>> {
+    let spec = &op.pool_spec;
+    rule_if!(op.q_params.is_none() && op.group == 1);
+    rule_if!(matches!(
+        spec.data_format,
+        DataFormat::NCHW | DataFormat::CHW
+    ));
+    rule_if!(op.kernel_fmt == KernelFormat::OIHW);
+    rule_if!(spec.kernel_shape.len() == 2);
+    rule_if!(spec.dilations().iter().all(|&d| d == 1));
+    rule_if!(node.inputs.len() == 3);
+    let (cin, cout) = (op.input_channels(), op.output_channels());
+    rule_if!(cin <= MAX_INPUT_CHANNELS);
+    let x_fact = model.outlet_fact(node.inputs[0])?;
+    rule_if!(x_fact.datum_type == f32::datum_type());
+    rule_if_some!(shape = x_fact.shape.as_concrete());
+    let batched = spec.data_format == DataFormat::NCHW;
+    let shape: TVec<usize> = if batched {
+        shape.into()
+    } else {
+        std::iter::once(1).chain(shape.iter().copied()).collect()
+    };
+    rule_if!(shape.len() == 4 && shape[1] == cin);
+    rule_if_some!(kernel = model.outlet_fact(node.inputs[1])?.konst.clone());
+    rule_if_some!(bias = model.outlet_fact(node.inputs[2])?.konst.clone());
+    rule_if!(kernel.datum_type() == f32::datum_type() && bias.datum_type() == f32::datum_type());
+    let geo = Geometry {
+        n: shape[0],
+        cin,
+        cout,
+        win: window(spec, shape[2], shape[3]),
+    };
+    rule_if!(kernel.shape() == [cout, cin, geo.win.kh, geo.win.kw]);
+    let kernel = kernel.try_as_plain_ram()?;
+    let kernel = kernel.as_slice::<f32>()?;
+    // OIHW `[cout, cin, kh, kw]` to tap-major `[cin * kh * kw, cout]`.
+    let taps = geo.taps();
+    let mut weights = vec![0f32; taps * cout];
+    for (co, k) in kernel.chunks_exact(taps).enumerate() {
+        for (t, &v) in k.iter().enumerate() {
+            weights[t * cout + co] = v;
+        }
+    }
+    let bias = bias.try_as_plain_ram()?;
+    let bias = bias.as_slice::<f32>()?;
+    let bias = match bias.len() {
+        1 => vec![bias[0]; cout],
+        n if n == cout => bias.to_vec(),
+        _ => return Ok(None),
+    };
+    let mut stem = PlanarStem::new(geo, weights, bias, isa)?;
+    let (c_axis, last) = if batched { (1, 3) } else { (0, 2) };
+    if !batched {
+        stem = stem.unbatched()?;
+    }
+    let mut patch = TypedModelPatch::default();
+    let x = patch.tap_model(model, node.inputs[0])?;
+    let y = patch.wire_node(name, stem, &[x])?;
+    let y = patch.wire_node(format!("{name}.nchw_out"), AxisOp::Move(last, c_axis), &y)?;
+    patch.shunt_outside(model, node.id.into(), y[0])?;
+    Ok(Some(patch))
+}
+
+/// # Safety
+/// The CPU has AVX-512F; the pointers cover the geometry's extents.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn convolve_avx512(g: &Geometry, x: *const f32, w: *const f32, b: *const f32, y: *mut f32) {
+    unsafe { convolve::<super::lanes::x86::Avx512>(g, x, w, b, y) }
+}
+
+/// # Safety
+/// The CPU has AVX2 and FMA; the pointers cover the geometry's extents.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn convolve_avx2(g: &Geometry, x: *const f32, w: *const f32, b: *const f32, y: *mut f32) {
+    unsafe { convolve::<super::lanes::x86::Avx2>(g, x, w, b, y) }
+}
+
+/// The whole convolution.
+///
+/// # Safety
+/// `x`, `w`, `b`, `y` point to at least `g.input_len()`, `g.taps() * g.cout`, `g.cout` and
+/// `g.output_len()` values.
+#[inline(always)]
+unsafe fn convolve<L: Lanes>(
+    g: &Geometry,
+    x: *const f32,
+    w: *const f32,
+    b: *const f32,
+    y: *mut f32,
+) {
+    let win = &g.win;
+    let (lo, hi) = win.interior_columns();
+    let plane = win.h * win.w;
+    for n in 0..g.n {
+        // SAFETY (whole body): every input index is channel * plane + (row within [0, h)) * w
+        // + (column within [0, w)), the rows clipped by `Row` and the columns by
+        // `interior_columns` or by the border pixel's `Col`; every output index is below
+        // `output_len`.
+        unsafe {
+            let x = x.add(n * g.cin * plane);
+            let y = y.add(n * win.oh * win.ow * g.cout);
+            for oy in 0..win.oh {
+                let row = win.row(oy);
+                let yrow = y.add(oy * win.ow * g.cout);
+                for ox in (0..lo).chain(hi..win.ow) {
+                    blocks::<L>(g, row, ox, false, x, w, b, yrow);
+                }
+                let mut ox = lo;
+                while ox + 4 <= hi {
+                    blocks::<L>(g, row, ox, true, x, w, b, yrow);
+                    ox += 4;
+                }
+                while ox < hi {
+                    blocks::<L>(g, row, ox, false, x, w, b, yrow);
+                    ox += 1;
+                }
+            }
+        }
+    }
+}
+
+/// Every block of output channels of pixel `ox`, or of the four interior pixels from `ox` when
+/// `quad`. (A function, not a closure: a closure would not inherit the caller's target
+/// features, and the vector intrinsics inside it would become calls.)
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn blocks<L: Lanes>(
+    g: &Geometry,
+    row: Row,
+    ox: usize,
+    quad: bool,
+    x: *const f32,
+    w: *const f32,
+    b: *const f32,
+    yrow: *mut f32,
+) {
+    let full = g.cout / L::N * L::N;
+    let tail = g.cout - full;
+    let col = g.win.col(ox);
+    // SAFETY: see `convolve`.
+    unsafe {
+        let mut cb = 0;
+        while cb < full {
+            if quad {
+                quad_block::<L, false>(g, row, ox, x, w, b, yrow, cb, L::N);
+            } else {
+                pixel_block::<L, false>(g, row, col, x, w, b, yrow, ox, cb, L::N);
+            }
+            cb += L::N;
+        }
+        if tail > 0 {
+            if quad {
+                quad_block::<L, true>(g, row, ox, x, w, b, yrow, full, tail);
+            } else {
+                pixel_block::<L, true>(g, row, col, x, w, b, yrow, ox, full, tail);
+            }
+        }
+    }
+}
+
+/// One output pixel's block of output channels, its taps clipped to the input.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn pixel_block<L: Lanes, const PART: bool>(
+    g: &Geometry,
+    row: Row,
+    col: Col,
+    x: *const f32,
+    w: *const f32,
+    b: *const f32,
+    yrow: *mut f32,
+    ox: usize,
+    cb: usize,
+    lanes: usize,
+) {
+    let win = &g.win;
+    unsafe {
+        let mut acc = ld::<L, PART>(b.add(cb), lanes);
+        for ci in 0..g.cin {
+            for ky in row.ky_lo..row.ky_hi {
+                let xrow = x.offset(
+                    (ci * win.h) as isize * win.w as isize
+                        + (row.iy0 + ky as isize) * win.w as isize,
+                );
+                for kx in col.kx_lo..col.kx_hi {
+                    let xv = L::splat(*xrow.offset(col.ix0 + kx as isize));
+                    let t = (ci * win.kh + ky) * win.kw + kx;
+                    acc = L::fma(ld::<L, PART>(w.add(t * g.cout + cb), lanes), xv, acc);
+                }
+            }
+        }
+        st::<L, PART>(yrow.add(ox * g.cout + cb), lanes, acc);
+    }
+}
+
+/// Four interior output pixels `ox..ox + 4` of one block of output channels, sharing each
+/// weight load.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn quad_block<L: Lanes, const PART: bool>(
+    g: &Geometry,
+    row: Row,
+    ox: usize,
+    x: *const f32,
+    w: *const f32,
+    b: *const f32,
+    yrow: *mut f32,
+    cb: usize,
+    lanes: usize,
+) {
+    let win = &g.win;
+    unsafe {
+        let bias = ld::<L, PART>(b.add(cb), lanes);
+        let (mut a0, mut a1, mut a2, mut a3) = (bias, bias, bias, bias);
+        let ix0 = ox * win.sw - win.pad_left;
+        let sw = win.sw;
+        for ci in 0..g.cin {
+            for ky in row.ky_lo..row.ky_hi {
+                let xrow = x.offset(
+                    (ci * win.h) as isize * win.w as isize
+                        + (row.iy0 + ky as isize) * win.w as isize,
+                );
+                for kx in 0..win.kw {
+                    let t = (ci * win.kh + ky) * win.kw + kx;
+                    let wv = ld::<L, PART>(w.add(t * g.cout + cb), lanes);
+                    let p = xrow.add(ix0 + kx);
+                    a0 = L::fma(wv, L::splat(*p), a0);
+                    a1 = L::fma(wv, L::splat(*p.add(sw)), a1);
+                    a2 = L::fma(wv, L::splat(*p.add(2 * sw)), a2);
+                    a3 = L::fma(wv, L::splat(*p.add(3 * sw)), a3);
+                }
+            }
+        }
+        let out = yrow.add(ox * g.cout + cb);
+        st::<L, PART>(out, lanes, a0);
+        st::<L, PART>(out.add(g.cout), lanes, a1);
+        st::<L, PART>(out.add(2 * g.cout), lanes, a2);
+        st::<L, PART>(out.add(3 * g.cout), lanes, a3);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Direct convolution in f64, the reference.
+    fn reference(g: &Geometry, x: &[f32], w: &[f32], b: &[f32]) -> Vec<f32> {
+        let win = &g.win;
+        let mut y = vec![0f32; g.output_len()];
+        for n in 0..g.n {
+            for oy in 0..win.oh {
+                for ox in 0..win.ow {
+                    for co in 0..g.cout {
+                        let mut acc = b[co] as f64;
+                        for ci in 0..g.cin {
+                            for ky in 0..win.kh {
+                                for kx in 0..win.kw {
+                                    let iy = (oy * win.sh + ky) as isize - win.pad_top as isize;
+                                    let ix = (ox * win.sw + kx) as isize - win.pad_left as isize;
+                                    if iy < 0
+                                        || ix < 0
+                                        || iy >= win.h as isize
+                                        || ix >= win.w as isize
+                                    {
+                                        continue;
+                                    }
+                                    let xi = ((n * g.cin + ci) * win.h + iy as usize) * win.w
+                                        + ix as usize;
+                                    let t = (ci * win.kh + ky) * win.kw + kx;
+                                    acc += x[xi] as f64 * w[t * g.cout + co] as f64;
+                                }
+                            }
+                        }
+                        y[((n * win.oh + oy) * win.ow + ox) * g.cout + co] = acc as f32;
+                    }
+                }
+            }
+        }
+        y
+    }
+
+    fn check(g: Geometry) {
+        let x: Vec<f32> = (0..g.input_len())
+            .map(|i| ((i as f32) * 0.137).sin())
+            .collect();
+        let w: Vec<f32> = (0..g.taps() * g.cout)
+            .map(|i| ((i as f32) * 0.091).cos() * 0.3)
+            .collect();
+        let b: Vec<f32> = (0..g.cout).map(|i| i as f32 * 0.05 - 0.1).collect();
+        let want = reference(&g, &x, &w, &b);
+        for isa in Isa::available() {
+            let op = PlanarStem::new(g, w.clone(), b.clone(), isa).unwrap();
+            // Poison the output so that an element left unwritten shows.
+            let mut y = vec![f32::NAN; g.output_len()];
+            op.run(&x, &mut y).unwrap();
+            for (i, (got, want)) in y.iter().zip(&want).enumerate() {
+                assert!(
+                    (got - want).abs() <= 1e-5 * (1.0 + want.abs()),
+                    "{isa:?} {g:?}: element {i} is {got}, direct convolution gives {want}"
+                );
+            }
+        }
+    }
+
+    fn geometry(h: usize, cout: usize, k: usize, s: usize, pad: usize, extra: usize) -> Geometry {
+        let o = (h + pad + extra - k) / s + 1;
+        Geometry {
+            n: 1,
+            cin: 3,
+            cout,
+            win: Window {
+                h,
+                w: h,
+                kh: k,
+                kw: k,
+                sh: s,
+                sw: s,
+                pad_top: pad,
+                pad_left: pad,
+                oh: o,
+                ow: o,
+            },
+        }
+    }
+
+    #[test]
+    fn matches_direct_convolution_on_network_stems() {
+        // 3x3 stride 2 into 32, 8, 16 and 24 channels; TensorFlow SAME pads only after on even
+        // sides (pad 0, extra 1), PyTorch-style symmetric padding elsewhere.
+        check(geometry(32, 32, 3, 2, 0, 1));
+        check(geometry(31, 8, 3, 2, 1, 1));
+        check(geometry(20, 16, 3, 2, 0, 1));
+        check(geometry(24, 24, 3, 2, 1, 1));
+        check(geometry(9, 21, 5, 1, 2, 2));
+        check(geometry(2, 7, 3, 1, 1, 1));
+    }
+
+    #[test]
+    fn rejects_mismatched_buffers() {
+        let g = geometry(4, 8, 3, 1, 1, 1);
+        assert!(PlanarStem::new(g, vec![0.0; 10], vec![0.0; 8], Isa::Portable).is_err());
+        assert!(PlanarStem::new(g, vec![0.0; 216], vec![0.0; 7], Isa::Portable).is_err());
+        let op = PlanarStem::new(g, vec![0.0; 216], vec![0.0; 8], Isa::Portable).unwrap();
+        let mut y = vec![0.0; 128];
+        assert!(op.run(&[0.0; 47], &mut y).is_err());
+        assert!(op.run(&[0.0; 48], &mut y[..100]).is_err());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn matches_direct_convolution(
+            n in 1usize..3, cin in 1usize..5, h in 1usize..12, w in 1usize..12,
+            cout in 1usize..40, k in 1usize..6, s in 1usize..3, pad_top in 0usize..3,
+            pad_left in 0usize..3, extra_bottom in 0usize..3, extra_right in 0usize..3,
+        ) {
+            prop_assume!(h + pad_top + extra_bottom >= k && w + pad_left + extra_right >= k);
+            let g = Geometry { n, cin, cout, win: Window {
+                h, w, kh: k, kw: k, sh: s, sw: s, pad_top, pad_left,
+                oh: (h + pad_top + extra_bottom - k) / s + 1,
+                ow: (w + pad_left + extra_right - k) / s + 1,
+            } };
+            check(g);
+        }
+    }
+}
