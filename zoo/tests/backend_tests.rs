@@ -130,6 +130,37 @@ fn tract_engine_matches_the_unmodified_model() {
     }
 }
 
+/// The channel-last rewrite reaches every convolution it is for. It once lowered only the
+/// first depthwise convolution of each network: declutter had dropped the batch axis of the
+/// rest (`CHW`), which the rule did not take.
+#[test]
+fn the_tract_graph_runs_channel_last_end_to_end() {
+    let zoo = Zoo::open(shared().join("zoo")).unwrap();
+    // (variant, depthwise convolutions)
+    for (name, depthwise) in [("mobilenet_v2_100_224", 17), ("efficientnet_lite2", 21)] {
+        let v = zoo.variant(name).unwrap();
+        let engine =
+            triage_zoo::engine::TractEngine::load(name, &v.spec().path, v.input_size()).unwrap();
+        let ops = engine.op_counts();
+        let count = |op: &str| ops.get(op).copied().unwrap_or(0);
+        assert_eq!(count("ChannelLastDepthwise"), depthwise, "{name}: {ops:?}");
+        assert_eq!(
+            count("DepthWiseConv"),
+            0,
+            "{name}: tract's depthwise left: {ops:?}"
+        );
+        assert_eq!(count("PlanarStem"), 1, "{name}: {ops:?}");
+        // Only the move of the input image is left, and no ReLU6 runs as a pass of its own
+        // (the pointwise convolutions' are fused by tract, the others by the rewrite).
+        assert!(count("MoveAxis") <= 1, "{name}: {ops:?}");
+        assert!(
+            ops.keys()
+                .all(|op| !op.contains("Max") && !op.contains("Min")),
+            "{name}: unfused clip: {ops:?}"
+        );
+    }
+}
+
 #[test]
 fn ort_engine_matches_the_unmodified_model() {
     let (zoo, names) = zoo_and_names();

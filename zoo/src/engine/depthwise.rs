@@ -16,11 +16,12 @@ use std::sync::Arc;
 
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
+use tract_onnx::tract_core::ops::binary::TypedBinOp;
 use tract_onnx::tract_core::ops::cnn::conv::{Conv, KernelFormat};
 use tract_onnx::tract_core::ops::cnn::PoolSpec;
 use tract_onnx::tract_core::ops::nn::DataFormat;
 
-use super::lanes::{ld, st, Col, Isa, Lanes, Portable, Row, Window};
+use super::lanes::{ld, st, Clip, Col, Isa, Lanes, Portable, Row, Window};
 
 /// Shape of one depthwise convolution: input `[n, h, w, c]`, output `[n, oh, ow, c]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -51,6 +52,8 @@ pub struct ChannelLastDepthwise {
     isa: Isa,
     /// Whether the tensors have the batch axis (`[n, h, w, c]`) or not (`[h, w, c]`, n = 1).
     batched: bool,
+    /// The activation folded in, applied before every store.
+    clip: Clip,
 }
 
 impl PartialEq for ChannelLastDepthwise {
@@ -59,6 +62,7 @@ impl PartialEq for ChannelLastDepthwise {
         self.geo == other.geo
             && self.isa == other.isa
             && self.batched == other.batched
+            && self.clip == other.clip
             && bits(&self.weights) == bits(&other.weights)
             && bits(&self.bias) == bits(&other.bias)
     }
@@ -95,6 +99,7 @@ impl ChannelLastDepthwise {
             bias: bias.into(),
             isa,
             batched: true,
+            clip: Clip::default(),
         })
     }
 
@@ -122,6 +127,12 @@ impl ChannelLastDepthwise {
         &self.geo
     }
 
+    /// The same op with every output clamped to `clip`.
+    pub fn with_clip(mut self, clip: Clip) -> Self {
+        self.clip = clip;
+        self
+    }
+
     /// Convolves `x` (`[n, h, w, c]`) into `y` (`[n, oh, ow, c]`), every element written.
     pub fn run(&self, x: &[f32], y: &mut [f32]) -> TractResult<()> {
         let g = &self.geo;
@@ -145,10 +156,10 @@ impl ChannelLastDepthwise {
         unsafe {
             match self.isa {
                 #[cfg(target_arch = "x86_64")]
-                Isa::Avx512 => convolve_avx512(g, x, w, b, y),
+                Isa::Avx512 => convolve_avx512(g, self.clip, x, w, b, y),
                 #[cfg(target_arch = "x86_64")]
-                Isa::Avx2Fma => convolve_avx2(g, x, w, b, y),
-                Isa::Portable => convolve::<Portable>(g, x, w, b, y),
+                Isa::Avx2Fma => convolve_avx2(g, self.clip, x, w, b, y),
+                Isa::Portable => convolve::<Portable>(g, self.clip, x, w, b, y),
             }
         }
         Ok(())
@@ -236,6 +247,78 @@ pub fn lower(model: &mut TypedModel, isa: Isa) -> TractResult<usize> {
         .iter()
         .filter(|n| n.op_is::<ChannelLastDepthwise>())
         .count())
+}
+
+/// A convolution of this crate that can absorb the activation after it.
+pub(super) trait Clamped: TypedOp + Clone {
+    fn clip(&self) -> Clip;
+    fn with_clip(self, clip: Clip) -> Self;
+}
+
+impl Clamped for ChannelLastDepthwise {
+    fn clip(&self) -> Clip {
+        self.clip
+    }
+
+    fn with_clip(self, clip: Clip) -> Self {
+        ChannelLastDepthwise::with_clip(self, clip)
+    }
+}
+
+/// Folds into each `O` the `max(_, c)` and `min(_, c)` with a scalar constant that are its
+/// only consumer (ReLU6 after declutter is one of each), so the activation costs no pass of its
+/// own. Run after the graph is channel-last and decluttered, when the activation follows the
+/// convolution directly. Returns how many were folded.
+pub(super) fn fuse_clips<O: Clamped>(model: &mut TypedModel) -> TractResult<usize> {
+    let before = model
+        .nodes
+        .iter()
+        .filter(|n| n.op_is::<TypedBinOp>())
+        .count();
+    Rewriter::<()>::default()
+        .with_rule_for("fuse-clip", fuse_clip::<O>)
+        .rewrite(&(), model)?;
+    let after = model
+        .nodes
+        .iter()
+        .filter(|n| n.op_is::<TypedBinOp>())
+        .count();
+    Ok(before.saturating_sub(after))
+}
+
+fn fuse_clip<O: Clamped>(
+    _: &(),
+    model: &TypedModel,
+    node: &TypedNode,
+    name: &str,
+    op: &TypedBinOp,
+) -> TractResult<Option<TypedModelPatch>> {
+    let kind = op.0.name();
+    rule_if!(node.inputs.len() == 2 && (kind == "Max" || kind == "Min"));
+    for (conv_ix, const_ix) in [(0, 1), (1, 0)] {
+        let wire = node.inputs[conv_ix];
+        let src = model.node(wire.node);
+        let Some(conv) = src.op_as::<O>() else {
+            continue;
+        };
+        rule_if!(model.outlet_successors(wire).len() == 1);
+        rule_if!(model.outlet_fact(node.id.into())?.shape == model.outlet_fact(wire)?.shape);
+        rule_if_some!(k = model.outlet_fact(node.inputs[const_ix])?.konst.clone());
+        rule_if!(k.len() == 1 && k.datum_type() == f32::datum_type());
+        let c = k.cast_to_scalar::<f32>()?;
+        let clip = if kind == "Max" {
+            conv.clip().then_max(c)
+        } else {
+            conv.clip().then_min(c)
+        };
+        rule_if_some!(clip = clip);
+        let mut patch = TypedModelPatch::default();
+        let x = patch.tap_model(model, src.inputs[0])?;
+        let y = patch.wire_node(format!("{name}.fused"), conv.clone().with_clip(clip), &[x])?;
+        patch.shunt_outside(model, node.id.into(), y[0])?;
+        return Ok(Some(patch));
+    }
+    Ok(None)
 }
 
 /// The spatial window of a 2-D convolution on an `h x w` input.
@@ -333,16 +416,30 @@ fn lower_one(
 /// The CPU has AVX-512F; the pointers cover the geometry's extents.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn convolve_avx512(g: &Geometry, x: *const f32, w: *const f32, b: *const f32, y: *mut f32) {
-    unsafe { convolve::<super::lanes::x86::Avx512>(g, x, w, b, y) }
+unsafe fn convolve_avx512(
+    g: &Geometry,
+    clip: Clip,
+    x: *const f32,
+    w: *const f32,
+    b: *const f32,
+    y: *mut f32,
+) {
+    unsafe { convolve::<super::lanes::x86::Avx512>(g, clip, x, w, b, y) }
 }
 
 /// # Safety
 /// The CPU has AVX2 and FMA; the pointers cover the geometry's extents.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn convolve_avx2(g: &Geometry, x: *const f32, w: *const f32, b: *const f32, y: *mut f32) {
-    unsafe { convolve::<super::lanes::x86::Avx2>(g, x, w, b, y) }
+unsafe fn convolve_avx2(
+    g: &Geometry,
+    clip: Clip,
+    x: *const f32,
+    w: *const f32,
+    b: *const f32,
+    y: *mut f32,
+) {
+    unsafe { convolve::<super::lanes::x86::Avx2>(g, clip, x, w, b, y) }
 }
 
 /// The whole convolution.
@@ -353,6 +450,7 @@ unsafe fn convolve_avx2(g: &Geometry, x: *const f32, w: *const f32, b: *const f3
 #[inline(always)]
 unsafe fn convolve<L: Lanes>(
     g: &Geometry,
+    clip: Clip,
     x: *const f32,
     w: *const f32,
     b: *const f32,
@@ -372,22 +470,22 @@ unsafe fn convolve<L: Lanes>(
                 let row = g.win.row(oy);
                 let yrow = y.add(oy * g.win.ow * g.c);
                 for ox in (0..lo).chain(hi..g.win.ow) {
-                    pixel::<L>(g, row, ox, x, w, b, yrow.add(ox * g.c), full, tail);
+                    pixel::<L>(g, clip, row, ox, x, w, b, yrow.add(ox * g.c), full, tail);
                 }
                 let mut ox = lo;
                 while ox + 4 <= hi {
                     let mut cb = 0;
                     while cb < full {
-                        quad::<L, false>(g, row, ox, x, w, b, yrow, cb, L::N);
+                        quad::<L, false>(g, clip, row, ox, x, w, b, yrow, cb, L::N);
                         cb += L::N;
                     }
                     if tail > 0 {
-                        quad::<L, true>(g, row, ox, x, w, b, yrow, full, tail);
+                        quad::<L, true>(g, clip, row, ox, x, w, b, yrow, full, tail);
                     }
                     ox += 4;
                 }
                 while ox < hi {
-                    pixel::<L>(g, row, ox, x, w, b, yrow.add(ox * g.c), full, tail);
+                    pixel::<L>(g, clip, row, ox, x, w, b, yrow.add(ox * g.c), full, tail);
                     ox += 1;
                 }
             }
@@ -400,6 +498,7 @@ unsafe fn convolve<L: Lanes>(
 #[allow(clippy::too_many_arguments)]
 unsafe fn pixel<L: Lanes>(
     g: &Geometry,
+    clip: Clip,
     row: Row,
     ox: usize,
     x: *const f32,
@@ -416,11 +515,11 @@ unsafe fn pixel<L: Lanes>(
     unsafe {
         let mut cb = 0;
         while cb < full {
-            pixel_block::<L, false>(g, row, ix0, kx_lo, kx_hi, x, w, b, out, cb, L::N);
+            pixel_block::<L, false>(g, clip, row, ix0, kx_lo, kx_hi, x, w, b, out, cb, L::N);
             cb += L::N;
         }
         if tail > 0 {
-            pixel_block::<L, true>(g, row, ix0, kx_lo, kx_hi, x, w, b, out, full, tail);
+            pixel_block::<L, true>(g, clip, row, ix0, kx_lo, kx_hi, x, w, b, out, full, tail);
         }
     }
 }
@@ -429,6 +528,7 @@ unsafe fn pixel<L: Lanes>(
 #[allow(clippy::too_many_arguments)]
 unsafe fn pixel_block<L: Lanes, const PART: bool>(
     g: &Geometry,
+    clip: Clip,
     row: Row,
     ix0: isize,
     kx_lo: usize,
@@ -453,7 +553,7 @@ unsafe fn pixel_block<L: Lanes, const PART: bool>(
                 acc = L::fma(wv, xv, acc);
             }
         }
-        st::<L, PART>(out.add(cb), lanes, acc);
+        st::<L, PART>(out.add(cb), lanes, clip.apply::<L>(acc));
     }
 }
 
@@ -462,6 +562,7 @@ unsafe fn pixel_block<L: Lanes, const PART: bool>(
 #[allow(clippy::too_many_arguments)]
 unsafe fn quad<L: Lanes, const PART: bool>(
     g: &Geometry,
+    clip: Clip,
     row: Row,
     ox: usize,
     x: *const f32,
@@ -490,10 +591,10 @@ unsafe fn quad<L: Lanes, const PART: bool>(
             }
         }
         let out = yrow.add(ox * c + cb);
-        st::<L, PART>(out, lanes, a0);
-        st::<L, PART>(out.add(c), lanes, a1);
-        st::<L, PART>(out.add(2 * c), lanes, a2);
-        st::<L, PART>(out.add(3 * c), lanes, a3);
+        st::<L, PART>(out, lanes, clip.apply::<L>(a0));
+        st::<L, PART>(out.add(c), lanes, clip.apply::<L>(a1));
+        st::<L, PART>(out.add(2 * c), lanes, clip.apply::<L>(a2));
+        st::<L, PART>(out.add(3 * c), lanes, clip.apply::<L>(a3));
     }
 }
 
@@ -570,17 +671,23 @@ mod tests {
             .map(|i| ((i as f32) * 0.091).cos() * 0.3)
             .collect();
         let b: Vec<f32> = (0..g.c).map(|i| i as f32 * 0.05 - 0.1).collect();
-        let want = reference(&g, &x, &w, &b);
-        for isa in Isa::available() {
-            let op = ChannelLastDepthwise::new(g, w.clone(), b.clone(), isa).unwrap();
-            // Poison the output so that an element left unwritten shows.
-            let mut y = vec![f32::NAN; g.output_len()];
-            op.run(&x, &mut y).unwrap();
-            for (i, (got, want)) in y.iter().zip(&want).enumerate() {
-                assert!(
-                    (got - want).abs() <= 1e-5 * (1.0 + want.abs()),
-                    "{isa:?} {g:?}: element {i} is {got}, direct convolution gives {want}"
-                );
+        let raw = reference(&g, &x, &w, &b);
+        // Unbounded, and with a clip that cuts the outputs on both sides (ReLU6 scaled to them).
+        for clip in [Clip::default(), Clip { lo: -0.1, hi: 0.6 }] {
+            let want: Vec<f32> = raw.iter().map(|v| v.max(clip.lo).min(clip.hi)).collect();
+            for isa in Isa::available() {
+                let op = ChannelLastDepthwise::new(g, w.clone(), b.clone(), isa)
+                    .unwrap()
+                    .with_clip(clip);
+                // Poison the output so that an element left unwritten shows.
+                let mut y = vec![f32::NAN; g.output_len()];
+                op.run(&x, &mut y).unwrap();
+                for (i, (got, want)) in y.iter().zip(&want).enumerate() {
+                    assert!(
+                        (got - want).abs() <= 1e-5 * (1.0 + want.abs()),
+                        "{isa:?} {clip:?} {g:?}: element {i} is {got}, direct convolution gives {want}"
+                    );
+                }
             }
         }
     }

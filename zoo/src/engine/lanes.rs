@@ -71,6 +71,9 @@ pub trait Lanes {
     unsafe fn fma(a: Self::V, b: Self::V, c: Self::V) -> Self::V;
     /// `v` in every lane.
     unsafe fn splat(v: f32) -> Self::V;
+    /// Lane-wise maximum and minimum (`b` where `a` is NaN, like `f32::max` and `f32::min`).
+    unsafe fn max(a: Self::V, b: Self::V) -> Self::V;
+    unsafe fn min(a: Self::V, b: Self::V) -> Self::V;
 }
 
 /// Eight lanes as a plain array, vectorized by the compiler for whatever the target has.
@@ -119,6 +122,16 @@ impl Lanes for Portable {
     unsafe fn splat(v: f32) -> [f32; 8] {
         [v; 8]
     }
+
+    #[inline(always)]
+    unsafe fn max(a: [f32; 8], b: [f32; 8]) -> [f32; 8] {
+        std::array::from_fn(|i| a[i].max(b[i]))
+    }
+
+    #[inline(always)]
+    unsafe fn min(a: [f32; 8], b: [f32; 8]) -> [f32; 8] {
+        std::array::from_fn(|i| a[i].min(b[i]))
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -161,6 +174,16 @@ pub mod x86 {
         #[inline(always)]
         unsafe fn splat(v: f32) -> __m512 {
             unsafe { _mm512_set1_ps(v) }
+        }
+
+        #[inline(always)]
+        unsafe fn max(a: __m512, b: __m512) -> __m512 {
+            unsafe { _mm512_max_ps(a, b) }
+        }
+
+        #[inline(always)]
+        unsafe fn min(a: __m512, b: __m512) -> __m512 {
+            unsafe { _mm512_min_ps(a, b) }
         }
     }
 
@@ -209,6 +232,16 @@ pub mod x86 {
         unsafe fn splat(v: f32) -> __m256 {
             unsafe { _mm256_set1_ps(v) }
         }
+
+        #[inline(always)]
+        unsafe fn max(a: __m256, b: __m256) -> __m256 {
+            unsafe { _mm256_max_ps(a, b) }
+        }
+
+        #[inline(always)]
+        unsafe fn min(a: __m256, b: __m256) -> __m256 {
+            unsafe { _mm256_min_ps(a, b) }
+        }
     }
 }
 
@@ -233,6 +266,54 @@ pub unsafe fn st<L: Lanes, const PART: bool>(p: *mut f32, lanes: usize, v: L::V)
         } else {
             L::store(p, v)
         }
+    }
+}
+
+/// Bounds every output is clamped to before it is stored: the activation (ReLU6 is
+/// `[0, 6]`) folded into the convolution. The default is unbounded.
+#[derive(Debug, Clone, Copy)]
+pub struct Clip {
+    pub lo: f32,
+    pub hi: f32,
+}
+
+impl Default for Clip {
+    fn default() -> Self {
+        Clip {
+            lo: f32::NEG_INFINITY,
+            hi: f32::INFINITY,
+        }
+    }
+}
+
+impl PartialEq for Clip {
+    fn eq(&self, other: &Self) -> bool {
+        self.lo.to_bits() == other.lo.to_bits() && self.hi.to_bits() == other.hi.to_bits()
+    }
+}
+
+impl Eq for Clip {}
+
+impl Clip {
+    /// `min(max(v, lo), hi)`, lane-wise.
+    ///
+    /// # Safety
+    /// The CPU has `L`'s instruction set.
+    #[inline(always)]
+    pub unsafe fn apply<L: Lanes>(self, v: L::V) -> L::V {
+        unsafe { L::min(L::max(v, L::splat(self.lo)), L::splat(self.hi)) }
+    }
+
+    /// This clip followed by `max(_, lo)`, if that is still one clip.
+    pub fn then_max(self, lo: f32) -> Option<Clip> {
+        let lo = self.lo.max(lo);
+        (lo <= self.hi).then_some(Clip { lo, hi: self.hi })
+    }
+
+    /// This clip followed by `min(_, hi)`.
+    pub fn then_min(self, hi: f32) -> Option<Clip> {
+        let hi = self.hi.min(hi);
+        (self.lo <= hi).then_some(Clip { lo: self.lo, hi })
     }
 }
 
@@ -308,6 +389,31 @@ impl Window {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    fn apply(c: Clip, v: f32) -> f32 {
+        v.max(c.lo).min(c.hi)
+    }
+
+    proptest! {
+        #[test]
+        fn folded_max_and_min_equal_the_ops_after_the_clip(
+            lo in -8f32..8.0, width in 0f32..8.0, c in -10f32..10.0, v in -20f32..20.0,
+        ) {
+            let clip = Clip { lo, hi: lo + width };
+            if let Some(folded) = clip.then_max(c) {
+                prop_assert_eq!(apply(folded, v), apply(clip, v).max(c));
+            } else {
+                // Only a constant result is refused.
+                prop_assert!(c > clip.hi);
+            }
+            if let Some(folded) = clip.then_min(c) {
+                prop_assert_eq!(apply(folded, v), apply(clip, v).min(c));
+            } else {
+                prop_assert!(c < clip.lo);
+            }
+        }
+    }
 
     #[test]
     fn interior_columns_have_every_tap_inside() {

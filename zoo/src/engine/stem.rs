@@ -19,8 +19,8 @@ use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::cnn::conv::{Conv, KernelFormat};
 use tract_onnx::tract_core::ops::nn::DataFormat;
 
-use super::depthwise::window;
-use super::lanes::{ld, st, Col, Isa, Lanes, Portable, Row, Window};
+use super::depthwise::{window, Clamped};
+use super::lanes::{ld, st, Clip, Col, Isa, Lanes, Portable, Row, Window};
 
 /// Convolutions with more input channels than this stay matrix products.
 pub const MAX_INPUT_CHANNELS: usize = 4;
@@ -60,6 +60,8 @@ pub struct PlanarStem {
     isa: Isa,
     /// Whether the tensors have the batch axis or not (n = 1).
     batched: bool,
+    /// The activation folded in, applied before every store.
+    clip: Clip,
 }
 
 impl PartialEq for PlanarStem {
@@ -68,6 +70,7 @@ impl PartialEq for PlanarStem {
         self.geo == other.geo
             && self.isa == other.isa
             && self.batched == other.batched
+            && self.clip == other.clip
             && bits(&self.weights) == bits(&other.weights)
             && bits(&self.bias) == bits(&other.bias)
     }
@@ -104,7 +107,14 @@ impl PlanarStem {
             bias: bias.into(),
             isa,
             batched: true,
+            clip: Clip::default(),
         })
+    }
+
+    /// The same op with every output clamped to `clip`.
+    pub fn with_clip(mut self, clip: Clip) -> Self {
+        self.clip = clip;
+        self
     }
 
     /// The same op on unbatched tensors (the geometry's `n` must be 1).
@@ -155,13 +165,23 @@ impl PlanarStem {
         unsafe {
             match self.isa {
                 #[cfg(target_arch = "x86_64")]
-                Isa::Avx512 => convolve_avx512(g, x, w, b, y),
+                Isa::Avx512 => convolve_avx512(g, self.clip, x, w, b, y),
                 #[cfg(target_arch = "x86_64")]
-                Isa::Avx2Fma => convolve_avx2(g, x, w, b, y),
-                Isa::Portable => convolve::<Portable>(g, x, w, b, y),
+                Isa::Avx2Fma => convolve_avx2(g, self.clip, x, w, b, y),
+                Isa::Portable => convolve::<Portable>(g, self.clip, x, w, b, y),
             }
         }
         Ok(())
+    }
+}
+
+impl Clamped for PlanarStem {
+    fn clip(&self) -> Clip {
+        self.clip
+    }
+
+    fn with_clip(self, clip: Clip) -> Self {
+        PlanarStem::with_clip(self, clip)
     }
 }
 
@@ -315,16 +335,30 @@ fn lower_one(
 /// The CPU has AVX-512F; the pointers cover the geometry's extents.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn convolve_avx512(g: &Geometry, x: *const f32, w: *const f32, b: *const f32, y: *mut f32) {
-    unsafe { convolve::<super::lanes::x86::Avx512>(g, x, w, b, y) }
+unsafe fn convolve_avx512(
+    g: &Geometry,
+    clip: Clip,
+    x: *const f32,
+    w: *const f32,
+    b: *const f32,
+    y: *mut f32,
+) {
+    unsafe { convolve::<super::lanes::x86::Avx512>(g, clip, x, w, b, y) }
 }
 
 /// # Safety
 /// The CPU has AVX2 and FMA; the pointers cover the geometry's extents.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn convolve_avx2(g: &Geometry, x: *const f32, w: *const f32, b: *const f32, y: *mut f32) {
-    unsafe { convolve::<super::lanes::x86::Avx2>(g, x, w, b, y) }
+unsafe fn convolve_avx2(
+    g: &Geometry,
+    clip: Clip,
+    x: *const f32,
+    w: *const f32,
+    b: *const f32,
+    y: *mut f32,
+) {
+    unsafe { convolve::<super::lanes::x86::Avx2>(g, clip, x, w, b, y) }
 }
 
 /// The whole convolution.
@@ -335,6 +369,7 @@ unsafe fn convolve_avx2(g: &Geometry, x: *const f32, w: *const f32, b: *const f3
 #[inline(always)]
 unsafe fn convolve<L: Lanes>(
     g: &Geometry,
+    clip: Clip,
     x: *const f32,
     w: *const f32,
     b: *const f32,
@@ -355,15 +390,15 @@ unsafe fn convolve<L: Lanes>(
                 let row = win.row(oy);
                 let yrow = y.add(oy * win.ow * g.cout);
                 for ox in (0..lo).chain(hi..win.ow) {
-                    blocks::<L>(g, row, ox, false, x, w, b, yrow);
+                    blocks::<L>(g, clip, row, ox, false, x, w, b, yrow);
                 }
                 let mut ox = lo;
                 while ox + 4 <= hi {
-                    blocks::<L>(g, row, ox, true, x, w, b, yrow);
+                    blocks::<L>(g, clip, row, ox, true, x, w, b, yrow);
                     ox += 4;
                 }
                 while ox < hi {
-                    blocks::<L>(g, row, ox, false, x, w, b, yrow);
+                    blocks::<L>(g, clip, row, ox, false, x, w, b, yrow);
                     ox += 1;
                 }
             }
@@ -378,6 +413,7 @@ unsafe fn convolve<L: Lanes>(
 #[allow(clippy::too_many_arguments)]
 unsafe fn blocks<L: Lanes>(
     g: &Geometry,
+    clip: Clip,
     row: Row,
     ox: usize,
     quad: bool,
@@ -394,17 +430,17 @@ unsafe fn blocks<L: Lanes>(
         let mut cb = 0;
         while cb < full {
             if quad {
-                quad_block::<L, false>(g, row, ox, x, w, b, yrow, cb, L::N);
+                quad_block::<L, false>(g, clip, row, ox, x, w, b, yrow, cb, L::N);
             } else {
-                pixel_block::<L, false>(g, row, col, x, w, b, yrow, ox, cb, L::N);
+                pixel_block::<L, false>(g, clip, row, col, x, w, b, yrow, ox, cb, L::N);
             }
             cb += L::N;
         }
         if tail > 0 {
             if quad {
-                quad_block::<L, true>(g, row, ox, x, w, b, yrow, full, tail);
+                quad_block::<L, true>(g, clip, row, ox, x, w, b, yrow, full, tail);
             } else {
-                pixel_block::<L, true>(g, row, col, x, w, b, yrow, ox, full, tail);
+                pixel_block::<L, true>(g, clip, row, col, x, w, b, yrow, ox, full, tail);
             }
         }
     }
@@ -415,6 +451,7 @@ unsafe fn blocks<L: Lanes>(
 #[allow(clippy::too_many_arguments)]
 unsafe fn pixel_block<L: Lanes, const PART: bool>(
     g: &Geometry,
+    clip: Clip,
     row: Row,
     col: Col,
     x: *const f32,
@@ -441,7 +478,7 @@ unsafe fn pixel_block<L: Lanes, const PART: bool>(
                 }
             }
         }
-        st::<L, PART>(yrow.add(ox * g.cout + cb), lanes, acc);
+        st::<L, PART>(yrow.add(ox * g.cout + cb), lanes, clip.apply::<L>(acc));
     }
 }
 
@@ -451,6 +488,7 @@ unsafe fn pixel_block<L: Lanes, const PART: bool>(
 #[allow(clippy::too_many_arguments)]
 unsafe fn quad_block<L: Lanes, const PART: bool>(
     g: &Geometry,
+    clip: Clip,
     row: Row,
     ox: usize,
     x: *const f32,
@@ -484,10 +522,10 @@ unsafe fn quad_block<L: Lanes, const PART: bool>(
             }
         }
         let out = yrow.add(ox * g.cout + cb);
-        st::<L, PART>(out, lanes, a0);
-        st::<L, PART>(out.add(g.cout), lanes, a1);
-        st::<L, PART>(out.add(2 * g.cout), lanes, a2);
-        st::<L, PART>(out.add(3 * g.cout), lanes, a3);
+        st::<L, PART>(out, lanes, clip.apply::<L>(a0));
+        st::<L, PART>(out.add(g.cout), lanes, clip.apply::<L>(a1));
+        st::<L, PART>(out.add(2 * g.cout), lanes, clip.apply::<L>(a2));
+        st::<L, PART>(out.add(3 * g.cout), lanes, clip.apply::<L>(a3));
     }
 }
 
@@ -540,17 +578,23 @@ mod tests {
             .map(|i| ((i as f32) * 0.091).cos() * 0.3)
             .collect();
         let b: Vec<f32> = (0..g.cout).map(|i| i as f32 * 0.05 - 0.1).collect();
-        let want = reference(&g, &x, &w, &b);
-        for isa in Isa::available() {
-            let op = PlanarStem::new(g, w.clone(), b.clone(), isa).unwrap();
-            // Poison the output so that an element left unwritten shows.
-            let mut y = vec![f32::NAN; g.output_len()];
-            op.run(&x, &mut y).unwrap();
-            for (i, (got, want)) in y.iter().zip(&want).enumerate() {
-                assert!(
-                    (got - want).abs() <= 1e-5 * (1.0 + want.abs()),
-                    "{isa:?} {g:?}: element {i} is {got}, direct convolution gives {want}"
-                );
+        let raw = reference(&g, &x, &w, &b);
+        // Unbounded, and with a clip that cuts the outputs on both sides (ReLU6 scaled to them).
+        for clip in [Clip::default(), Clip { lo: -0.1, hi: 0.6 }] {
+            let want: Vec<f32> = raw.iter().map(|v| v.max(clip.lo).min(clip.hi)).collect();
+            for isa in Isa::available() {
+                let op = PlanarStem::new(g, w.clone(), b.clone(), isa)
+                    .unwrap()
+                    .with_clip(clip);
+                // Poison the output so that an element left unwritten shows.
+                let mut y = vec![f32::NAN; g.output_len()];
+                op.run(&x, &mut y).unwrap();
+                for (i, (got, want)) in y.iter().zip(&want).enumerate() {
+                    assert!(
+                        (got - want).abs() <= 1e-5 * (1.0 + want.abs()),
+                        "{isa:?} {clip:?} {g:?}: element {i} is {got}, direct convolution gives {want}"
+                    );
+                }
             }
         }
     }

@@ -6,10 +6,11 @@
 //! The rewrite ([`Graph::ChannelLast`], the default): every depthwise convolution becomes a
 //! [`ChannelLastDepthwise`](super::depthwise::ChannelLastDepthwise), the stem convolution on
 //! the image's three channels a [`PlanarStem`](super::stem::PlanarStem), tract's `conv_nhwc`
-//! transform moves the other convolutions channel-last, and declutter cancels the axis moves
-//! between neighbours, leaving one at the input. The pointwise convolutions stay tract's
-//! matrix products, with the activations as the packed operand. [`Graph::AsImported`] runs the
-//! `NCHW` graph as tract imports it, the baseline `triage bench` compares against.
+//! transform moves the other convolutions channel-last, declutter cancels the axis moves
+//! between neighbours, and the ReLU6 after each of Triage's convolutions is folded into it.
+//! The pointwise convolutions stay tract's matrix products (with their activations fused by
+//! tract). [`Graph::AsImported`] runs the `NCHW` graph as tract imports it, the baseline
+//! `triage bench` compares against.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -83,6 +84,16 @@ impl TractEngine {
         })
     }
 
+    /// How many nodes of each operator the optimized graph has, by tract's operator name
+    /// (`ChannelLastDepthwise`, `PlanarStem`, `OptMatMul`, ...): what the load-time rewrite left.
+    pub fn op_counts(&self) -> std::collections::BTreeMap<String, usize> {
+        let mut counts = std::collections::BTreeMap::new();
+        for node in &self.plan.model().nodes {
+            *counts.entry(node.op.name().to_string()).or_insert(0) += 1;
+        }
+        counts
+    }
+
     fn new_slot(plan: &Arc<TypedSimplePlan>, s: usize) -> TractResult<Slot> {
         Ok(Slot {
             state: plan.spawn()?,
@@ -149,6 +160,8 @@ fn channel_last(mut model: TypedModel) -> TractResult<TypedModel> {
         .ok_or_else(|| TractError::msg("tract has no conv_nhwc transform"))?;
     model.transform(&*nhwc)?;
     model.declutter()?;
-    tracing::debug!(depthwise, stems, ?isa, "channel-last graph");
+    let clips = depthwise::fuse_clips::<depthwise::ChannelLastDepthwise>(&mut model)?
+        + depthwise::fuse_clips::<stem::PlanarStem>(&mut model)?;
+    tracing::debug!(depthwise, stems, clips, ?isa, "channel-last graph");
     Ok(model)
 }
