@@ -12,6 +12,7 @@
 //! Every engine takes the variant's normalized `[1, 3, S, S]` input and returns the raw output,
 //! so backends are interchangeable per run and compared on identical tensors.
 
+pub mod conv;
 pub mod depthwise;
 mod lanes;
 #[cfg(feature = "ort")]

@@ -12,15 +12,12 @@
 //! `NCHW` (or unbatched `CHW`) data with this op followed by a move back to channels-first,
 //! which declutter then cancels against the next layer's move to channel-last.
 
-use std::sync::Arc;
-
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
-use tract_onnx::tract_core::ops::cnn::conv::{Conv, KernelFormat};
-use tract_onnx::tract_core::ops::nn::DataFormat;
+use tract_onnx::tract_core::ops::cnn::conv::Conv;
 
-use super::depthwise::{window, Clamped};
-use super::lanes::{ld, st, Clip, Col, Isa, Lanes, Portable, Row, Window};
+use super::conv::{match_conv, ConvOp, Job, Shape};
+use super::lanes::{ld, st, Clip, Col, Isa, Lanes, Row, Window};
 
 /// Convolutions with more input channels than this stay matrix products.
 pub const MAX_INPUT_CHANNELS: usize = 4;
@@ -34,6 +31,7 @@ pub struct Geometry {
     pub win: Window,
 }
 
+#[cfg(test)]
 impl Geometry {
     fn input_len(&self) -> usize {
         self.n * self.cin * self.win.h * self.win.w
@@ -42,208 +40,60 @@ impl Geometry {
     fn output_len(&self) -> usize {
         self.n * self.win.oh * self.win.ow * self.cout
     }
+}
 
-    /// Taps per output value: every input channel's kernel window.
+/// Convolution of planar `f32` input into channel-last output, constant weights (tap-major,
+/// `[cin * kh * kw, cout]`, tap `(ci * kh + ky) * kw + kx`) and bias.
+pub type PlanarStem = ConvOp<Geometry>;
+
+impl Shape for Geometry {
+    const NAME: &'static str = "PlanarStem";
+
+    fn batches(&self) -> usize {
+        self.n
+    }
+
+    fn window(&self) -> &Window {
+        &self.win
+    }
+
+    fn output_channels(&self) -> usize {
+        self.cout
+    }
+
+    /// Every input channel's kernel window.
     fn taps(&self) -> usize {
         self.cin * self.win.taps()
     }
-}
 
-/// Convolution of planar `f32` input into channel-last output, constant weights and bias.
-#[derive(Debug, Clone)]
-pub struct PlanarStem {
-    geo: Geometry,
-    /// Tap-major weights, `[cin * kh * kw, cout]`, tap `(ci * kh + ky) * kw + kx`.
-    weights: Arc<[f32]>,
-    /// One value per output channel.
-    bias: Arc<[f32]>,
-    isa: Isa,
-    /// Whether the tensors have the batch axis or not (n = 1).
-    batched: bool,
-    /// The activation folded in, applied before every store.
-    clip: Clip,
-}
+    fn item_input_shape(&self) -> TVec<usize> {
+        tvec![self.cin, self.win.h, self.win.w]
+    }
 
-impl PartialEq for PlanarStem {
-    fn eq(&self, other: &Self) -> bool {
-        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-        self.geo == other.geo
-            && self.isa == other.isa
-            && self.batched == other.batched
-            && self.clip == other.clip
-            && bits(&self.weights) == bits(&other.weights)
-            && bits(&self.bias) == bits(&other.bias)
+    #[inline(always)]
+    unsafe fn one<L: Lanes>(&self, job: &Job, n: usize, oy: usize, row: Row, ox: usize) {
+        let (x, yrow) = self.at(job, n, oy);
+        // SAFETY: see `blocks`.
+        unsafe { blocks::<L>(self, job, row, ox, false, x, yrow) }
+    }
+
+    #[inline(always)]
+    unsafe fn four<L: Lanes>(&self, job: &Job, n: usize, oy: usize, row: Row, ox: usize) {
+        let (x, yrow) = self.at(job, n, oy);
+        // SAFETY: see `blocks`.
+        unsafe { blocks::<L>(self, job, row, ox, true, x, yrow) }
     }
 }
 
-impl Eq for PlanarStem {}
-
-impl PlanarStem {
-    /// `weights` is tap-major `[cin * kh * kw, cout]`, `bias` has `cout` values.
-    pub fn new(geo: Geometry, weights: Vec<f32>, bias: Vec<f32>, isa: Isa) -> TractResult<Self> {
-        ensure!(
-            geo.win.is_valid() && geo.cin > 0 && geo.cout > 0,
-            "stem convolution with an empty kernel, stride or channel count: {geo:?}"
-        );
-        ensure!(
-            weights.len() == geo.taps() * geo.cout,
-            "stem weights have {} values, {geo:?} needs {}",
-            weights.len(),
-            geo.taps() * geo.cout
-        );
-        ensure!(
-            bias.len() == geo.cout,
-            "stem bias has {} values for {} channels",
-            bias.len(),
-            geo.cout
-        );
-        ensure!(
-            Isa::available().contains(&isa),
-            "{isa:?} is not available on this CPU"
-        );
-        Ok(PlanarStem {
-            geo,
-            weights: weights.into(),
-            bias: bias.into(),
-            isa,
-            batched: true,
-            clip: Clip::default(),
-        })
+impl Geometry {
+    /// Batch item `n`'s input planes and output row `oy`.
+    fn at(&self, job: &Job, n: usize, oy: usize) -> (*const f32, *mut f32) {
+        let win = &self.win;
+        (
+            job.x.wrapping_add(n * self.cin * win.h * win.w),
+            job.y.wrapping_add((n * win.oh + oy) * win.ow * self.cout),
+        )
     }
-
-    /// The same op with every output clamped to `clip`.
-    pub fn with_clip(mut self, clip: Clip) -> Self {
-        self.clip = clip;
-        self
-    }
-
-    /// The same op on unbatched tensors (the geometry's `n` must be 1).
-    pub fn unbatched(mut self) -> TractResult<Self> {
-        ensure!(self.geo.n == 1, "unbatched stem with n = {}", self.geo.n);
-        self.batched = false;
-        Ok(self)
-    }
-
-    fn input_shape(&self) -> TVec<usize> {
-        let g = &self.geo;
-        let mut s = tvec![g.cin, g.win.h, g.win.w];
-        if self.batched {
-            s.insert(0, g.n);
-        }
-        s
-    }
-
-    fn output_shape(&self) -> TVec<usize> {
-        let g = &self.geo;
-        let mut s = tvec![g.win.oh, g.win.ow, g.cout];
-        if self.batched {
-            s.insert(0, g.n);
-        }
-        s
-    }
-
-    /// Convolves `x` (`[n, cin, h, w]`) into `y` (`[n, oh, ow, cout]`), every element written.
-    pub fn run(&self, x: &[f32], y: &mut [f32]) -> TractResult<()> {
-        let g = &self.geo;
-        ensure!(
-            x.len() == g.input_len() && y.len() == g.output_len(),
-            "stem input has {} values and output {}, {g:?} needs {} and {}",
-            x.len(),
-            y.len(),
-            g.input_len(),
-            g.output_len()
-        );
-        let (x, w, b, y) = (
-            x.as_ptr(),
-            self.weights.as_ptr(),
-            self.bias.as_ptr(),
-            y.as_mut_ptr(),
-        );
-        // SAFETY: the lengths of `x` and `y` were checked against the geometry above, and the
-        // weights' and bias' in `new`; `convolve` reads and writes only inside those extents.
-        // The x86 paths run only where `new` saw the CPU report their features.
-        unsafe {
-            match self.isa {
-                #[cfg(target_arch = "x86_64")]
-                Isa::Avx512 => convolve_avx512(g, self.clip, x, w, b, y),
-                #[cfg(target_arch = "x86_64")]
-                Isa::Avx2Fma => convolve_avx2(g, self.clip, x, w, b, y),
-                Isa::Portable => convolve::<Portable>(g, self.clip, x, w, b, y),
-            }
-        }
-        Ok(())
-    }
-}
-
-impl Clamped for PlanarStem {
-    fn clip(&self) -> Clip {
-        self.clip
-    }
-
-    fn with_clip(self, clip: Clip) -> Self {
-        PlanarStem::with_clip(self, clip)
-    }
-}
-
-impl Op for PlanarStem {
-    fn name(&self) -> StaticName {
-        "PlanarStem".into()
-    }
-
-    fn info(&self) -> TractResult<Vec<String>> {
-        Ok(vec![format!("{:?} ({:?})", self.geo, self.isa)])
-    }
-
-    fn validation(&self) -> Validation {
-        Validation::Rounding
-    }
-
-    op_as_typed_op!();
-}
-
-impl EvalOp for PlanarStem {
-    op_out_of_plan!();
-
-    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        let x = args_1!(inputs);
-        // SAFETY: `run` writes every element of the output (checked by the tests against a
-        // direct convolution) before anything reads it.
-        let mut y = unsafe { Tensor::uninitialized::<f32>(&self.output_shape())? };
-        {
-            let x = x.try_as_plain_ram()?;
-            let mut yv = y.try_as_plain_ram_mut()?;
-            self.run(x.as_slice::<f32>()?, yv.as_slice_mut::<f32>()?)?;
-        }
-        Ok(tvec!(y.into_tvalue()))
-    }
-}
-
-impl TypedOp for PlanarStem {
-    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
-        ensure!(inputs.len() == 1, "the stem takes one input");
-        ensure!(
-            inputs[0].datum_type == f32::datum_type(),
-            "the stem runs f32, got {:?}",
-            inputs[0].datum_type
-        );
-        let want: TVec<TDim> = self.input_shape().iter().map(|d| d.to_dim()).collect();
-        ensure!(
-            inputs[0].shape.iter().eq(want.iter()),
-            "stem built for {want:?} got {:?}",
-            inputs[0].shape
-        );
-        Ok(tvec!(f32::fact(self.output_shape())))
-    }
-
-    fn cost(&self, _inputs: &[&TypedFact]) -> TractResult<TVec<(Cost, TDim)>> {
-        let g = &self.geo;
-        Ok(tvec!((
-            Cost::FMA(f32::datum_type()),
-            (g.output_len() * g.taps()).to_dim()
-        )))
-    }
-
-    as_op!();
 }
 
 /// Replaces every float, undilated, ungrouped `Conv` with at most [`MAX_INPUT_CHANNELS`] input
@@ -269,58 +119,17 @@ fn lower_one(
     op: &Conv,
     isa: Isa,
 ) -> TractResult<Option<TypedModelPatch>> {
-    let spec = &op.pool_spec;
-    rule_if!(op.q_params.is_none() && op.group == 1);
-    rule_if!(matches!(
-        spec.data_format,
-        DataFormat::NCHW | DataFormat::CHW
-    ));
-    rule_if!(op.kernel_fmt == KernelFormat::OIHW);
-    rule_if!(spec.kernel_shape.len() == 2);
-    rule_if!(spec.dilations().iter().all(|&d| d == 1));
-    rule_if!(node.inputs.len() == 3);
-    let (cin, cout) = (op.input_channels(), op.output_channels());
-    rule_if!(cin <= MAX_INPUT_CHANNELS);
-    let x_fact = model.outlet_fact(node.inputs[0])?;
-    rule_if!(x_fact.datum_type == f32::datum_type());
-    rule_if_some!(shape = x_fact.shape.as_concrete());
-    let batched = spec.data_format == DataFormat::NCHW;
-    let shape: TVec<usize> = if batched {
-        shape.into()
-    } else {
-        std::iter::once(1).chain(shape.iter().copied()).collect()
-    };
-    rule_if!(shape.len() == 4 && shape[1] == cin);
-    rule_if_some!(kernel = model.outlet_fact(node.inputs[1])?.konst.clone());
-    rule_if_some!(bias = model.outlet_fact(node.inputs[2])?.konst.clone());
-    rule_if!(kernel.datum_type() == f32::datum_type() && bias.datum_type() == f32::datum_type());
+    rule_if!(op.group == 1 && op.input_channels() <= MAX_INPUT_CHANNELS);
+    rule_if_some!(conv = match_conv(model, node, op)?);
+    let (c_axis, last) = conv.channel_axes();
     let geo = Geometry {
-        n: shape[0],
-        cin,
-        cout,
-        win: window(spec, shape[2], shape[3]),
+        n: conv.n,
+        cin: conv.cin,
+        cout: conv.cout,
+        win: conv.win,
     };
-    rule_if!(kernel.shape() == [cout, cin, geo.win.kh, geo.win.kw]);
-    let kernel = kernel.try_as_plain_ram()?;
-    let kernel = kernel.as_slice::<f32>()?;
-    // OIHW `[cout, cin, kh, kw]` to tap-major `[cin * kh * kw, cout]`.
-    let taps = geo.taps();
-    let mut weights = vec![0f32; taps * cout];
-    for (co, k) in kernel.chunks_exact(taps).enumerate() {
-        for (t, &v) in k.iter().enumerate() {
-            weights[t * cout + co] = v;
-        }
-    }
-    let bias = bias.try_as_plain_ram()?;
-    let bias = bias.as_slice::<f32>()?;
-    let bias = match bias.len() {
-        1 => vec![bias[0]; cout],
-        n if n == cout => bias.to_vec(),
-        _ => return Ok(None),
-    };
-    let mut stem = PlanarStem::new(geo, weights, bias, isa)?;
-    let (c_axis, last) = if batched { (1, 3) } else { (0, 2) };
-    if !batched {
+    let mut stem = PlanarStem::new(geo, conv.weights, conv.bias, isa)?;
+    if !conv.batched {
         stem = stem.unbatched()?;
     }
     let mut patch = TypedModelPatch::default();
@@ -331,81 +140,6 @@ fn lower_one(
     Ok(Some(patch))
 }
 
-/// # Safety
-/// The CPU has AVX-512F; the pointers cover the geometry's extents.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn convolve_avx512(
-    g: &Geometry,
-    clip: Clip,
-    x: *const f32,
-    w: *const f32,
-    b: *const f32,
-    y: *mut f32,
-) {
-    unsafe { convolve::<super::lanes::x86::Avx512>(g, clip, x, w, b, y) }
-}
-
-/// # Safety
-/// The CPU has AVX2 and FMA; the pointers cover the geometry's extents.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn convolve_avx2(
-    g: &Geometry,
-    clip: Clip,
-    x: *const f32,
-    w: *const f32,
-    b: *const f32,
-    y: *mut f32,
-) {
-    unsafe { convolve::<super::lanes::x86::Avx2>(g, clip, x, w, b, y) }
-}
-
-/// The whole convolution.
-///
-/// # Safety
-/// `x`, `w`, `b`, `y` point to at least `g.input_len()`, `g.taps() * g.cout`, `g.cout` and
-/// `g.output_len()` values.
-#[inline(always)]
-unsafe fn convolve<L: Lanes>(
-    g: &Geometry,
-    clip: Clip,
-    x: *const f32,
-    w: *const f32,
-    b: *const f32,
-    y: *mut f32,
-) {
-    let win = &g.win;
-    let (lo, hi) = win.interior_columns();
-    let plane = win.h * win.w;
-    for n in 0..g.n {
-        // SAFETY (whole body): every input index is channel * plane + (row within [0, h)) * w
-        // + (column within [0, w)), the rows clipped by `Row` and the columns by
-        // `interior_columns` or by the border pixel's `Col`; every output index is below
-        // `output_len`.
-        unsafe {
-            let x = x.add(n * g.cin * plane);
-            let y = y.add(n * win.oh * win.ow * g.cout);
-            for oy in 0..win.oh {
-                let row = win.row(oy);
-                let yrow = y.add(oy * win.ow * g.cout);
-                for ox in (0..lo).chain(hi..win.ow) {
-                    blocks::<L>(g, clip, row, ox, false, x, w, b, yrow);
-                }
-                let mut ox = lo;
-                while ox + 4 <= hi {
-                    blocks::<L>(g, clip, row, ox, true, x, w, b, yrow);
-                    ox += 4;
-                }
-                while ox < hi {
-                    blocks::<L>(g, clip, row, ox, false, x, w, b, yrow);
-                    ox += 1;
-                }
-            }
-        }
-    }
-}
-
 /// Every block of output channels of pixel `ox`, or of the four interior pixels from `ox` when
 /// `quad`. (A function, not a closure: a closure would not inherit the caller's target
 /// features, and the vector intrinsics inside it would become calls.)
@@ -413,19 +147,21 @@ unsafe fn convolve<L: Lanes>(
 #[allow(clippy::too_many_arguments)]
 unsafe fn blocks<L: Lanes>(
     g: &Geometry,
-    clip: Clip,
+    job: &Job,
     row: Row,
     ox: usize,
     quad: bool,
     x: *const f32,
-    w: *const f32,
-    b: *const f32,
     yrow: *mut f32,
 ) {
     let full = g.cout / L::N * L::N;
     let tail = g.cout - full;
     let col = g.win.col(ox);
-    // SAFETY: see `convolve`.
+    let (clip, w, b) = (job.clip, job.w, job.b);
+    // SAFETY: every input index is channel * plane + (row within [0, h)) * w + (column within
+    // [0, w)) of batch item `n < g.n`, the rows clipped by `Row` and the columns by
+    // `interior_columns` (for `quad`) or by the pixel's own `Col`; every output index is below
+    // the output's length.
     unsafe {
         let mut cb = 0;
         while cb < full {

@@ -20,7 +20,7 @@ use tract_onnx::prelude::*;
 use super::lanes::Isa;
 use super::pool::Pool;
 use super::{check_input_len, simd, Engine};
-use super::{depthwise, stem};
+use super::{conv, depthwise, stem};
 use crate::error::{Error, Result};
 
 /// What one caller reuses between calls: tract's per-run state (op states, value table) and
@@ -160,8 +160,8 @@ fn channel_last(mut model: TypedModel) -> TractResult<TypedModel> {
         .ok_or_else(|| TractError::msg("tract has no conv_nhwc transform"))?;
     model.transform(&*nhwc)?;
     model.declutter()?;
-    let clips = depthwise::fuse_clips::<depthwise::ChannelLastDepthwise>(&mut model)?
-        + depthwise::fuse_clips::<stem::PlanarStem>(&mut model)?;
+    let clips = conv::fuse_clips::<depthwise::Geometry>(&mut model)?
+        + conv::fuse_clips::<stem::Geometry>(&mut model)?;
     tracing::debug!(depthwise, stems, clips, ?isa, "channel-last graph");
     Ok(model)
 }
