@@ -25,17 +25,35 @@ pub trait Shape: Debug + Clone + Copy + PartialEq + Eq + Send + Sync + 'static {
     fn taps(&self) -> usize;
     /// The input tensor's shape for one batch item.
     fn item_input_shape(&self) -> TVec<usize>;
-    /// Output pixel `(oy, ox)` of batch item `n`, every channel, its taps clipped to the input.
+    /// Output channels `cb..cb + lanes` of pixel `(oy, ox)` of batch item `n`, its taps
+    /// clipped to the input. `lanes` is `L::N` unless `PART`.
     ///
     /// # Safety
     /// `job`'s buffers cover this geometry, the CPU has `L`'s instruction set, `n <
-    /// batches()`, `oy < window().oh`, `row == window().row(oy)`, `ox < window().ow`.
-    unsafe fn one<L: Lanes>(&self, job: &Job, n: usize, oy: usize, row: Row, ox: usize);
-    /// Output pixels `ox..ox + 4` of row `oy`, every channel, all taps inside the input.
+    /// batches()`, `oy < window().oh`, `row == window().row(oy)`, `ox < window().ow`,
+    /// `cb + lanes <= output_channels()`.
+    unsafe fn one<L: Lanes, const PART: bool>(&self, job: &Job, at: Pixel, cb: usize, lanes: usize);
+    /// The same channels of pixels `ox..ox + 4` of row `oy`, all taps inside the input.
     ///
     /// # Safety
     /// As for `one`, and `ox..ox + 4` lies inside `window().interior_columns()`.
-    unsafe fn four<L: Lanes>(&self, job: &Job, n: usize, oy: usize, row: Row, ox: usize);
+    unsafe fn four<L: Lanes, const PART: bool>(
+        &self,
+        job: &Job,
+        at: Pixel,
+        cb: usize,
+        lanes: usize,
+    );
+}
+
+/// Where in the output a kernel call writes: batch item `n`, row `oy` (with the kernel rows
+/// that fall inside the input) and column `ox`.
+#[derive(Debug, Clone, Copy)]
+pub struct Pixel {
+    pub n: usize,
+    pub oy: usize,
+    pub row: Row,
+    pub ox: usize,
 }
 
 /// The buffers of one convolution call and the activation to apply: input, tap-major weights,
@@ -131,10 +149,6 @@ impl<S: Shape> ConvOp<S> {
 
     pub fn clip(&self) -> Clip {
         self.clip
-    }
-
-    pub fn geometry(&self) -> &S {
-        &self.geo
     }
 
     fn input_shape(&self) -> TVec<usize> {
@@ -294,6 +308,29 @@ fn fuse_clip<S: Shape>(
     Ok(None)
 }
 
+/// What a kernel module's lowering rule does with one tract `Conv`: a patch putting its
+/// `ConvOp` in place, or `None` to leave it to tract.
+pub(super) type LowerRule =
+    fn(&TypedModel, &TypedNode, &str, &Conv, Isa) -> TractResult<Option<TypedModelPatch>>;
+
+/// Applies `rule` to every `Conv` of `model` and returns how many `ConvOp<S>` there are after.
+pub(super) fn lower_convs<S: Shape>(
+    model: &mut TypedModel,
+    isa: Isa,
+    rule: LowerRule,
+) -> TractResult<usize> {
+    Rewriter::<Isa>::default()
+        .with_rule_for(S::NAME, move |isa, model, node, name, op: &Conv| {
+            rule(model, node, name, op, *isa)
+        })
+        .rewrite(&isa, model)?;
+    Ok(model
+        .nodes
+        .iter()
+        .filter(|n| n.op_is::<ConvOp<S>>())
+        .count())
+}
+
 /// A float 2-D convolution with constant weights and bias, as the kernels take it.
 pub(super) struct ConstConv {
     /// Batch size (1 for unbatched data).
@@ -310,6 +347,16 @@ pub(super) struct ConstConv {
 }
 
 impl ConstConv {
+    /// The kernel op for this convolution, with its geometry `geo`.
+    pub fn into_op<S: Shape>(self, geo: S, isa: Isa) -> TractResult<ConvOp<S>> {
+        let op = ConvOp::new(geo, self.weights, self.bias, isa)?;
+        if self.batched {
+            Ok(op)
+        } else {
+            op.unbatched()
+        }
+    }
+
     /// The axis of the channels in the matched data, and the last axis.
     pub fn channel_axes(&self) -> (usize, usize) {
         if self.batched {
@@ -321,7 +368,7 @@ impl ConstConv {
 }
 
 /// The spatial window of a 2-D convolution on an `h x w` input.
-pub(super) fn window(spec: &PoolSpec, h: usize, w: usize) -> Window {
+fn window(spec: &PoolSpec, h: usize, w: usize) -> Window {
     let padding = spec.computed_padding(&[h, w]);
     let strides = spec.strides();
     Window {
@@ -406,7 +453,7 @@ fn tap_major(kernel: &[f32], cout: usize) -> Vec<f32> {
 }
 
 /// Bitwise equality of weights, so that ops holding floats can be `Eq`.
-pub(super) fn same_bits(a: &[f32], b: &[f32]) -> bool {
+fn same_bits(a: &[f32], b: &[f32]) -> bool {
     a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
 }
 
@@ -457,16 +504,80 @@ unsafe fn drive_with<L: Lanes, S: Shape>(g: &S, job: &Job) {
             // SAFETY: the arguments are what `Shape::one` and `Shape::four` ask for.
             unsafe {
                 for ox in (0..lo).chain(hi..win.ow) {
-                    g.one::<L>(job, n, oy, row, ox);
+                    blocks::<L, S, false>(g, job, Pixel { n, oy, row, ox });
                 }
                 let mut ox = lo;
                 while ox + 4 <= hi {
-                    g.four::<L>(job, n, oy, row, ox);
+                    blocks::<L, S, true>(g, job, Pixel { n, oy, row, ox });
                     ox += 4;
                 }
                 while ox < hi {
-                    g.one::<L>(job, n, oy, row, ox);
+                    blocks::<L, S, false>(g, job, Pixel { n, oy, row, ox });
                     ox += 1;
+                }
+            }
+        }
+    }
+}
+
+/// Every block of output channels at `at`: full vectors, then the partial one; of four pixels
+/// when `FOUR`.
+#[inline(always)]
+unsafe fn blocks<L: Lanes, S: Shape, const FOUR: bool>(g: &S, job: &Job, at: Pixel) {
+    let c = g.output_channels();
+    let full = c / L::N * L::N;
+    // SAFETY: the caller's, and every block lies below `output_channels()`.
+    unsafe {
+        let mut cb = 0;
+        while cb < full {
+            if FOUR {
+                g.four::<L, false>(job, at, cb, L::N);
+            } else {
+                g.one::<L, false>(job, at, cb, L::N);
+            }
+            cb += L::N;
+        }
+        if full < c {
+            if FOUR {
+                g.four::<L, true>(job, at, full, c - full);
+            } else {
+                g.one::<L, true>(job, at, full, c - full);
+            }
+        }
+    }
+}
+
+/// What the kernels' tests share.
+#[cfg(test)]
+pub(super) mod testing {
+    use super::*;
+
+    /// Checks a kernel on `g` against `reference`, a direct convolution of the same input,
+    /// tap-major weights and bias: unbounded and with a clip that cuts the outputs on both
+    /// sides, with every instruction set the CPU has, into a NaN-poisoned output so that an
+    /// element left unwritten shows.
+    pub fn check<S: Shape>(g: S, reference: impl Fn(&[f32], &[f32], &[f32]) -> Vec<f32>) {
+        let input_len = g.batches() * g.item_input_shape().iter().product::<usize>();
+        let cout = g.output_channels();
+        let x: Vec<f32> = (0..input_len).map(|i| ((i as f32) * 0.137).sin()).collect();
+        let w: Vec<f32> = (0..g.taps() * cout)
+            .map(|i| ((i as f32) * 0.091).cos() * 0.3)
+            .collect();
+        let b: Vec<f32> = (0..cout).map(|i| i as f32 * 0.05 - 0.1).collect();
+        let raw = reference(&x, &w, &b);
+        for clip in [Clip::default(), Clip { lo: -0.1, hi: 0.6 }] {
+            let want: Vec<f32> = raw.iter().map(|v| v.max(clip.lo).min(clip.hi)).collect();
+            for isa in Isa::available() {
+                let op = ConvOp::new(g, w.clone(), b.clone(), isa)
+                    .unwrap()
+                    .with_clip(clip);
+                let mut y = vec![f32::NAN; want.len()];
+                op.run(&x, &mut y).unwrap();
+                for (i, (got, want)) in y.iter().zip(&want).enumerate() {
+                    assert!(
+                        (got - want).abs() <= 1e-5 * (1.0 + want.abs()),
+                        "{isa:?} {clip:?} {g:?}: element {i} is {got}, direct convolution gives {want}"
+                    );
                 }
             }
         }

@@ -16,8 +16,8 @@ use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::cnn::conv::Conv;
 
-use super::conv::{match_conv, ConvOp, Job, Shape};
-use super::lanes::{ld, st, Clip, Col, Isa, Lanes, Row, Window};
+use super::conv::{lower_convs, match_conv, ConvOp, Job, Pixel, Shape};
+use super::lanes::{ld, st, Isa, Lanes, Window};
 
 /// Shape of one depthwise convolution: input `[n, h, w, c]`, output `[n, oh, ow, c]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -25,18 +25,6 @@ pub struct Geometry {
     pub n: usize,
     pub c: usize,
     pub win: Window,
-}
-
-impl Geometry {
-    #[cfg(test)]
-    fn input_len(&self) -> usize {
-        self.n * self.win.h * self.win.w * self.c
-    }
-
-    #[cfg(test)]
-    fn output_len(&self) -> usize {
-        self.n * self.win.oh * self.win.ow * self.c
-    }
 }
 
 /// Depthwise convolution of channel-last `f32` data with constant weights (tap-major,
@@ -67,37 +55,83 @@ impl Shape for Geometry {
     }
 
     #[inline(always)]
-    unsafe fn one<L: Lanes>(&self, job: &Job, n: usize, oy: usize, row: Row, ox: usize) {
-        let (g, c) = (self, self.c);
-        let full = c / L::N * L::N;
-        // SAFETY: every input index is (row within [0, h)) * w + (column within [0, w)) of
-        // batch item `n < g.n`, the rows clipped by `Row` and the columns by the pixel's own
-        // `Col`; the output index is below the output's length.
+    unsafe fn one<L: Lanes, const PART: bool>(
+        &self,
+        job: &Job,
+        at: Pixel,
+        cb: usize,
+        lanes: usize,
+    ) {
+        let g = self;
+        let (x, yrow) = g.at(job, at);
+        let (c, row, col) = (g.c, at.row, g.win.col(at.ox));
+        // SAFETY: every input index is (row within [0, h)) * w + (column within [0, w)) of batch
+        // item `at.n < n`, the rows clipped by `Row` and the columns by the pixel's `Col`; the
+        // output index is below the output's length.
         unsafe {
-            let x = job.x.add(n * g.win.h * g.win.w * c);
-            let out = job.y.add(((n * g.win.oh + oy) * g.win.ow + ox) * c);
-            pixel::<L>(g, job.clip, row, ox, x, job.w, job.b, out, full, c - full);
+            let mut acc = ld::<L, PART>(job.b.add(cb), lanes);
+            for ky in row.ky_lo..row.ky_hi {
+                let xrow = x.offset((row.iy0 + ky as isize) * (g.win.w * c) as isize);
+                for kx in col.kx_lo..col.kx_hi {
+                    let xv = ld::<L, PART>(
+                        xrow.offset((col.ix0 + kx as isize) * c as isize + cb as isize),
+                        lanes,
+                    );
+                    let wv = ld::<L, PART>(job.w.add((ky * g.win.kw + kx) * c + cb), lanes);
+                    acc = L::fma(wv, xv, acc);
+                }
+            }
+            st::<L, PART>(yrow.add(at.ox * c + cb), lanes, job.clip.apply::<L>(acc));
         }
     }
 
     #[inline(always)]
-    unsafe fn four<L: Lanes>(&self, job: &Job, n: usize, oy: usize, row: Row, ox: usize) {
-        let (g, c) = (self, self.c);
-        let full = c / L::N * L::N;
+    unsafe fn four<L: Lanes, const PART: bool>(
+        &self,
+        job: &Job,
+        at: Pixel,
+        cb: usize,
+        lanes: usize,
+    ) {
+        let g = self;
+        let (x, yrow) = g.at(job, at);
+        let (c, row) = (g.c, at.row);
         // SAFETY: as in `one`, the columns inside `interior_columns`.
         unsafe {
-            let x = job.x.add(n * g.win.h * g.win.w * c);
-            let yrow = job.y.add((n * g.win.oh + oy) * g.win.ow * c);
-            let (clip, w, b) = (job.clip, job.w, job.b);
-            let mut cb = 0;
-            while cb < full {
-                quad::<L, false>(g, clip, row, ox, x, w, b, yrow, cb, L::N);
-                cb += L::N;
+            let step = g.win.sw * c;
+            let bias = ld::<L, PART>(job.b.add(cb), lanes);
+            let (mut a0, mut a1, mut a2, mut a3) = (bias, bias, bias, bias);
+            let ix0 = at.ox * g.win.sw - g.win.pad_left;
+            for ky in row.ky_lo..row.ky_hi {
+                let xrow = x.offset((row.iy0 + ky as isize) * (g.win.w * c) as isize);
+                let wrow = job.w.add(ky * g.win.kw * c + cb);
+                for kx in 0..g.win.kw {
+                    let wv = ld::<L, PART>(wrow.add(kx * c), lanes);
+                    let p = xrow.add((ix0 + kx) * c + cb);
+                    a0 = L::fma(wv, ld::<L, PART>(p, lanes), a0);
+                    a1 = L::fma(wv, ld::<L, PART>(p.add(step), lanes), a1);
+                    a2 = L::fma(wv, ld::<L, PART>(p.add(2 * step), lanes), a2);
+                    a3 = L::fma(wv, ld::<L, PART>(p.add(3 * step), lanes), a3);
+                }
             }
-            if full < c {
-                quad::<L, true>(g, clip, row, ox, x, w, b, yrow, full, c - full);
-            }
+            let out = yrow.add(at.ox * c + cb);
+            let clip = job.clip;
+            st::<L, PART>(out, lanes, clip.apply::<L>(a0));
+            st::<L, PART>(out.add(c), lanes, clip.apply::<L>(a1));
+            st::<L, PART>(out.add(2 * c), lanes, clip.apply::<L>(a2));
+            st::<L, PART>(out.add(3 * c), lanes, clip.apply::<L>(a3));
         }
+    }
+}
+
+impl Geometry {
+    /// Batch item `n`'s input, and output row `oy`'s first value.
+    fn at(&self, job: &Job, at: Pixel) -> (*const f32, *mut f32) {
+        let (win, c) = (&self.win, self.c);
+        (
+            job.x.wrapping_add(at.n * win.h * win.w * c),
+            job.y.wrapping_add((at.n * win.oh + at.oy) * win.ow * c),
+        )
     }
 }
 
@@ -105,17 +139,7 @@ impl Shape for Geometry {
 /// constant weights and bias by a [`ChannelLastDepthwise`] between axis moves. Returns how many
 /// there are.
 pub fn lower(model: &mut TypedModel, isa: Isa) -> TractResult<usize> {
-    Rewriter::<Isa>::default()
-        .with_rule_for(
-            "channel-last-depthwise",
-            |isa, model, node, name, op: &Conv| lower_one(model, node, name, op, *isa),
-        )
-        .rewrite(&isa, model)?;
-    Ok(model
-        .nodes
-        .iter()
-        .filter(|n| n.op_is::<ChannelLastDepthwise>())
-        .count())
+    lower_convs::<Geometry>(model, isa, lower_one)
 }
 
 fn lower_one(
@@ -133,10 +157,7 @@ fn lower_one(
         c: conv.cout,
         win: conv.win,
     };
-    let mut dw = ChannelLastDepthwise::new(geo, conv.weights, conv.bias, isa)?;
-    if !conv.batched {
-        dw = dw.unbatched()?;
-    }
+    let dw = conv.into_op(geo, isa)?;
     let mut patch = TypedModelPatch::default();
     let x = patch.tap_model(model, node.inputs[0])?;
     let x = patch.wire_node(format!("{name}.nhwc_in"), AxisOp::Move(c_axis, last), &[x])?;
@@ -146,119 +167,15 @@ fn lower_one(
     Ok(Some(patch))
 }
 
-/// One output pixel, its taps clipped to the input.
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-unsafe fn pixel<L: Lanes>(
-    g: &Geometry,
-    clip: Clip,
-    row: Row,
-    ox: usize,
-    x: *const f32,
-    w: *const f32,
-    b: *const f32,
-    out: *mut f32,
-    full: usize,
-    tail: usize,
-) {
-    let Col { ix0, kx_lo, kx_hi } = g.win.col(ox);
-    // No closure here: a closure would not inherit the caller's target features, and the
-    // vector intrinsics inside it would become calls.
-    // SAFETY: see `convolve`.
-    unsafe {
-        let mut cb = 0;
-        while cb < full {
-            pixel_block::<L, false>(g, clip, row, ix0, kx_lo, kx_hi, x, w, b, out, cb, L::N);
-            cb += L::N;
-        }
-        if tail > 0 {
-            pixel_block::<L, true>(g, clip, row, ix0, kx_lo, kx_hi, x, w, b, out, full, tail);
-        }
-    }
-}
-
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-unsafe fn pixel_block<L: Lanes, const PART: bool>(
-    g: &Geometry,
-    clip: Clip,
-    row: Row,
-    ix0: isize,
-    kx_lo: usize,
-    kx_hi: usize,
-    x: *const f32,
-    w: *const f32,
-    b: *const f32,
-    out: *mut f32,
-    cb: usize,
-    lanes: usize,
-) {
-    unsafe {
-        let mut acc = ld::<L, PART>(b.add(cb), lanes);
-        for ky in row.ky_lo..row.ky_hi {
-            let xrow = x.offset((row.iy0 + ky as isize) * (g.win.w * g.c) as isize);
-            for kx in kx_lo..kx_hi {
-                let xv = ld::<L, PART>(
-                    xrow.offset((ix0 + kx as isize) * g.c as isize + cb as isize),
-                    lanes,
-                );
-                let wv = ld::<L, PART>(w.add((ky * g.win.kw + kx) * g.c + cb), lanes);
-                acc = L::fma(wv, xv, acc);
-            }
-        }
-        st::<L, PART>(out.add(cb), lanes, clip.apply::<L>(acc));
-    }
-}
-
-/// Four interior output pixels `ox..ox + 4` of one block of channels, sharing each weight load.
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-unsafe fn quad<L: Lanes, const PART: bool>(
-    g: &Geometry,
-    clip: Clip,
-    row: Row,
-    ox: usize,
-    x: *const f32,
-    w: *const f32,
-    b: *const f32,
-    yrow: *mut f32,
-    cb: usize,
-    lanes: usize,
-) {
-    unsafe {
-        let c = g.c;
-        let step = g.win.sw * c;
-        let bias = ld::<L, PART>(b.add(cb), lanes);
-        let (mut a0, mut a1, mut a2, mut a3) = (bias, bias, bias, bias);
-        let ix0 = ox * g.win.sw - g.win.pad_left;
-        for ky in row.ky_lo..row.ky_hi {
-            let xrow = x.offset((row.iy0 + ky as isize) * (g.win.w * c) as isize);
-            let wrow = w.add(ky * g.win.kw * c + cb);
-            for kx in 0..g.win.kw {
-                let wv = ld::<L, PART>(wrow.add(kx * c), lanes);
-                let p = xrow.add((ix0 + kx) * c + cb);
-                a0 = L::fma(wv, ld::<L, PART>(p, lanes), a0);
-                a1 = L::fma(wv, ld::<L, PART>(p.add(step), lanes), a1);
-                a2 = L::fma(wv, ld::<L, PART>(p.add(2 * step), lanes), a2);
-                a3 = L::fma(wv, ld::<L, PART>(p.add(3 * step), lanes), a3);
-            }
-        }
-        let out = yrow.add(ox * c + cb);
-        st::<L, PART>(out, lanes, clip.apply::<L>(a0));
-        st::<L, PART>(out.add(c), lanes, clip.apply::<L>(a1));
-        st::<L, PART>(out.add(2 * c), lanes, clip.apply::<L>(a2));
-        st::<L, PART>(out.add(3 * c), lanes, clip.apply::<L>(a3));
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::conv::testing;
     use super::*;
     use proptest::prelude::*;
 
     /// Direct convolution in f64, the reference.
     fn reference(g: &Geometry, x: &[f32], w: &[f32], b: &[f32]) -> Vec<f32> {
-        let mut y = vec![0f32; g.output_len()];
+        let mut y = vec![0f32; g.n * g.win.oh * g.win.ow * g.c];
         for n in 0..g.n {
             for oy in 0..g.win.oh {
                 for ox in 0..g.win.ow {
@@ -317,32 +234,7 @@ mod tests {
     }
 
     fn check(g: Geometry) {
-        let x: Vec<f32> = (0..g.input_len())
-            .map(|i| ((i as f32) * 0.137).sin())
-            .collect();
-        let w: Vec<f32> = (0..g.win.taps() * g.c)
-            .map(|i| ((i as f32) * 0.091).cos() * 0.3)
-            .collect();
-        let b: Vec<f32> = (0..g.c).map(|i| i as f32 * 0.05 - 0.1).collect();
-        let raw = reference(&g, &x, &w, &b);
-        // Unbounded, and with a clip that cuts the outputs on both sides (ReLU6 scaled to them).
-        for clip in [Clip::default(), Clip { lo: -0.1, hi: 0.6 }] {
-            let want: Vec<f32> = raw.iter().map(|v| v.max(clip.lo).min(clip.hi)).collect();
-            for isa in Isa::available() {
-                let op = ChannelLastDepthwise::new(g, w.clone(), b.clone(), isa)
-                    .unwrap()
-                    .with_clip(clip);
-                // Poison the output so that an element left unwritten shows.
-                let mut y = vec![f32::NAN; g.output_len()];
-                op.run(&x, &mut y).unwrap();
-                for (i, (got, want)) in y.iter().zip(&want).enumerate() {
-                    assert!(
-                        (got - want).abs() <= 1e-5 * (1.0 + want.abs()),
-                        "{isa:?} {clip:?} {g:?}: element {i} is {got}, direct convolution gives {want}"
-                    );
-                }
-            }
-        }
+        testing::check(g, |x, w, b| reference(&g, x, w, b));
     }
 
     #[test]

@@ -19,21 +19,10 @@ pub enum Isa {
 impl Isa {
     /// The widest implementation this CPU runs.
     pub fn detect() -> Isa {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                return Isa::Avx512;
-            }
-            if std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
-                return Isa::Avx2Fma;
-            }
-        }
-        Isa::Portable
+        Isa::available().into_iter().next().unwrap_or_default()
     }
 
-    /// Every implementation this CPU can run, widest first (for tests and benches).
+    /// Every implementation this CPU can run, widest first; `Portable` always comes last.
     pub fn available() -> Vec<Isa> {
         let mut all = Vec::new();
         #[cfg(target_arch = "x86_64")]

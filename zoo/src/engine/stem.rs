@@ -16,8 +16,8 @@ use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::cnn::conv::Conv;
 
-use super::conv::{match_conv, ConvOp, Job, Shape};
-use super::lanes::{ld, st, Clip, Col, Isa, Lanes, Row, Window};
+use super::conv::{lower_convs, match_conv, ConvOp, Job, Pixel, Shape};
+use super::lanes::{ld, st, Isa, Lanes, Window};
 
 /// Convolutions with more input channels than this stay matrix products.
 pub const MAX_INPUT_CHANNELS: usize = 4;
@@ -29,17 +29,6 @@ pub struct Geometry {
     pub cin: usize,
     pub cout: usize,
     pub win: Window,
-}
-
-#[cfg(test)]
-impl Geometry {
-    fn input_len(&self) -> usize {
-        self.n * self.cin * self.win.h * self.win.w
-    }
-
-    fn output_len(&self) -> usize {
-        self.n * self.win.oh * self.win.ow * self.cout
-    }
 }
 
 /// Convolution of planar `f32` input into channel-last output, constant weights (tap-major,
@@ -71,27 +60,94 @@ impl Shape for Geometry {
     }
 
     #[inline(always)]
-    unsafe fn one<L: Lanes>(&self, job: &Job, n: usize, oy: usize, row: Row, ox: usize) {
-        let (x, yrow) = self.at(job, n, oy);
-        // SAFETY: see `blocks`.
-        unsafe { blocks::<L>(self, job, row, ox, false, x, yrow) }
+    unsafe fn one<L: Lanes, const PART: bool>(
+        &self,
+        job: &Job,
+        at: Pixel,
+        cb: usize,
+        lanes: usize,
+    ) {
+        let g = self;
+        let (x, yrow) = g.at(job, at);
+        let (win, row, col) = (&g.win, at.row, g.win.col(at.ox));
+        // SAFETY: every input index is channel * plane + (row within [0, h)) * w + (column within
+        // [0, w)) of batch item `at.n < n`, the rows clipped by `Row` and the columns by the
+        // pixel's `Col`; the output index is below the output's length.
+        unsafe {
+            let mut acc = ld::<L, PART>(job.b.add(cb), lanes);
+            for ci in 0..g.cin {
+                for ky in row.ky_lo..row.ky_hi {
+                    let xrow = x.offset(
+                        (ci * win.h) as isize * win.w as isize
+                            + (row.iy0 + ky as isize) * win.w as isize,
+                    );
+                    for kx in col.kx_lo..col.kx_hi {
+                        let xv = L::splat(*xrow.offset(col.ix0 + kx as isize));
+                        let t = (ci * win.kh + ky) * win.kw + kx;
+                        acc = L::fma(ld::<L, PART>(job.w.add(t * g.cout + cb), lanes), xv, acc);
+                    }
+                }
+            }
+            st::<L, PART>(
+                yrow.add(at.ox * g.cout + cb),
+                lanes,
+                job.clip.apply::<L>(acc),
+            );
+        }
     }
 
     #[inline(always)]
-    unsafe fn four<L: Lanes>(&self, job: &Job, n: usize, oy: usize, row: Row, ox: usize) {
-        let (x, yrow) = self.at(job, n, oy);
-        // SAFETY: see `blocks`.
-        unsafe { blocks::<L>(self, job, row, ox, true, x, yrow) }
+    unsafe fn four<L: Lanes, const PART: bool>(
+        &self,
+        job: &Job,
+        at: Pixel,
+        cb: usize,
+        lanes: usize,
+    ) {
+        let g = self;
+        let (x, yrow) = g.at(job, at);
+        let (win, row) = (&g.win, at.row);
+        // SAFETY: as in `one`, the columns inside `interior_columns`.
+        unsafe {
+            let bias = ld::<L, PART>(job.b.add(cb), lanes);
+            let (mut a0, mut a1, mut a2, mut a3) = (bias, bias, bias, bias);
+            let ix0 = at.ox * win.sw - win.pad_left;
+            let sw = win.sw;
+            for ci in 0..g.cin {
+                for ky in row.ky_lo..row.ky_hi {
+                    let xrow = x.offset(
+                        (ci * win.h) as isize * win.w as isize
+                            + (row.iy0 + ky as isize) * win.w as isize,
+                    );
+                    for kx in 0..win.kw {
+                        let t = (ci * win.kh + ky) * win.kw + kx;
+                        let wv = ld::<L, PART>(job.w.add(t * g.cout + cb), lanes);
+                        let p = xrow.add(ix0 + kx);
+                        a0 = L::fma(wv, L::splat(*p), a0);
+                        a1 = L::fma(wv, L::splat(*p.add(sw)), a1);
+                        a2 = L::fma(wv, L::splat(*p.add(2 * sw)), a2);
+                        a3 = L::fma(wv, L::splat(*p.add(3 * sw)), a3);
+                    }
+                }
+            }
+            let out = yrow.add(at.ox * g.cout + cb);
+            let (c, clip) = (g.cout, job.clip);
+            st::<L, PART>(out, lanes, clip.apply::<L>(a0));
+            st::<L, PART>(out.add(c), lanes, clip.apply::<L>(a1));
+            st::<L, PART>(out.add(2 * c), lanes, clip.apply::<L>(a2));
+            st::<L, PART>(out.add(3 * c), lanes, clip.apply::<L>(a3));
+        }
     }
 }
 
 impl Geometry {
-    /// Batch item `n`'s input planes and output row `oy`.
-    fn at(&self, job: &Job, n: usize, oy: usize) -> (*const f32, *mut f32) {
+    /// Batch item `n`'s input planes, and output row `oy`'s first value.
+    fn at(&self, job: &Job, at: Pixel) -> (*const f32, *mut f32) {
         let win = &self.win;
         (
-            job.x.wrapping_add(n * self.cin * win.h * win.w),
-            job.y.wrapping_add((n * win.oh + oy) * win.ow * self.cout),
+            job.x.wrapping_add(at.n * self.cin * win.h * win.w),
+            job.y
+                .wrapping_add((at.n * win.oh + at.oy) * win.ow * self.cout),
         )
     }
 }
@@ -100,16 +156,7 @@ impl Geometry {
 /// channels on `NCHW` or `CHW` data, constant weights and bias, by a [`PlanarStem`] and a move
 /// back to channels-first. Returns how many there are.
 pub fn lower(model: &mut TypedModel, isa: Isa) -> TractResult<usize> {
-    Rewriter::<Isa>::default()
-        .with_rule_for("planar-stem", |isa, model, node, name, op: &Conv| {
-            lower_one(model, node, name, op, *isa)
-        })
-        .rewrite(&isa, model)?;
-    Ok(model
-        .nodes
-        .iter()
-        .filter(|n| n.op_is::<PlanarStem>())
-        .count())
+    lower_convs::<Geometry>(model, isa, lower_one)
 }
 
 fn lower_one(
@@ -128,10 +175,7 @@ fn lower_one(
         cout: conv.cout,
         win: conv.win,
     };
-    let mut stem = PlanarStem::new(geo, conv.weights, conv.bias, isa)?;
-    if !conv.batched {
-        stem = stem.unbatched()?;
-    }
+    let stem = conv.into_op(geo, isa)?;
     let mut patch = TypedModelPatch::default();
     let x = patch.tap_model(model, node.inputs[0])?;
     let y = patch.wire_node(name, stem, &[x])?;
@@ -140,140 +184,16 @@ fn lower_one(
     Ok(Some(patch))
 }
 
-/// Every block of output channels of pixel `ox`, or of the four interior pixels from `ox` when
-/// `quad`. (A function, not a closure: a closure would not inherit the caller's target
-/// features, and the vector intrinsics inside it would become calls.)
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-unsafe fn blocks<L: Lanes>(
-    g: &Geometry,
-    job: &Job,
-    row: Row,
-    ox: usize,
-    quad: bool,
-    x: *const f32,
-    yrow: *mut f32,
-) {
-    let full = g.cout / L::N * L::N;
-    let tail = g.cout - full;
-    let col = g.win.col(ox);
-    let (clip, w, b) = (job.clip, job.w, job.b);
-    // SAFETY: every input index is channel * plane + (row within [0, h)) * w + (column within
-    // [0, w)) of batch item `n < g.n`, the rows clipped by `Row` and the columns by
-    // `interior_columns` (for `quad`) or by the pixel's own `Col`; every output index is below
-    // the output's length.
-    unsafe {
-        let mut cb = 0;
-        while cb < full {
-            if quad {
-                quad_block::<L, false>(g, clip, row, ox, x, w, b, yrow, cb, L::N);
-            } else {
-                pixel_block::<L, false>(g, clip, row, col, x, w, b, yrow, ox, cb, L::N);
-            }
-            cb += L::N;
-        }
-        if tail > 0 {
-            if quad {
-                quad_block::<L, true>(g, clip, row, ox, x, w, b, yrow, full, tail);
-            } else {
-                pixel_block::<L, true>(g, clip, row, col, x, w, b, yrow, ox, full, tail);
-            }
-        }
-    }
-}
-
-/// One output pixel's block of output channels, its taps clipped to the input.
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-unsafe fn pixel_block<L: Lanes, const PART: bool>(
-    g: &Geometry,
-    clip: Clip,
-    row: Row,
-    col: Col,
-    x: *const f32,
-    w: *const f32,
-    b: *const f32,
-    yrow: *mut f32,
-    ox: usize,
-    cb: usize,
-    lanes: usize,
-) {
-    let win = &g.win;
-    unsafe {
-        let mut acc = ld::<L, PART>(b.add(cb), lanes);
-        for ci in 0..g.cin {
-            for ky in row.ky_lo..row.ky_hi {
-                let xrow = x.offset(
-                    (ci * win.h) as isize * win.w as isize
-                        + (row.iy0 + ky as isize) * win.w as isize,
-                );
-                for kx in col.kx_lo..col.kx_hi {
-                    let xv = L::splat(*xrow.offset(col.ix0 + kx as isize));
-                    let t = (ci * win.kh + ky) * win.kw + kx;
-                    acc = L::fma(ld::<L, PART>(w.add(t * g.cout + cb), lanes), xv, acc);
-                }
-            }
-        }
-        st::<L, PART>(yrow.add(ox * g.cout + cb), lanes, clip.apply::<L>(acc));
-    }
-}
-
-/// Four interior output pixels `ox..ox + 4` of one block of output channels, sharing each
-/// weight load.
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-unsafe fn quad_block<L: Lanes, const PART: bool>(
-    g: &Geometry,
-    clip: Clip,
-    row: Row,
-    ox: usize,
-    x: *const f32,
-    w: *const f32,
-    b: *const f32,
-    yrow: *mut f32,
-    cb: usize,
-    lanes: usize,
-) {
-    let win = &g.win;
-    unsafe {
-        let bias = ld::<L, PART>(b.add(cb), lanes);
-        let (mut a0, mut a1, mut a2, mut a3) = (bias, bias, bias, bias);
-        let ix0 = ox * win.sw - win.pad_left;
-        let sw = win.sw;
-        for ci in 0..g.cin {
-            for ky in row.ky_lo..row.ky_hi {
-                let xrow = x.offset(
-                    (ci * win.h) as isize * win.w as isize
-                        + (row.iy0 + ky as isize) * win.w as isize,
-                );
-                for kx in 0..win.kw {
-                    let t = (ci * win.kh + ky) * win.kw + kx;
-                    let wv = ld::<L, PART>(w.add(t * g.cout + cb), lanes);
-                    let p = xrow.add(ix0 + kx);
-                    a0 = L::fma(wv, L::splat(*p), a0);
-                    a1 = L::fma(wv, L::splat(*p.add(sw)), a1);
-                    a2 = L::fma(wv, L::splat(*p.add(2 * sw)), a2);
-                    a3 = L::fma(wv, L::splat(*p.add(3 * sw)), a3);
-                }
-            }
-        }
-        let out = yrow.add(ox * g.cout + cb);
-        st::<L, PART>(out, lanes, clip.apply::<L>(a0));
-        st::<L, PART>(out.add(g.cout), lanes, clip.apply::<L>(a1));
-        st::<L, PART>(out.add(2 * g.cout), lanes, clip.apply::<L>(a2));
-        st::<L, PART>(out.add(3 * g.cout), lanes, clip.apply::<L>(a3));
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::conv::testing;
     use super::*;
     use proptest::prelude::*;
 
     /// Direct convolution in f64, the reference.
     fn reference(g: &Geometry, x: &[f32], w: &[f32], b: &[f32]) -> Vec<f32> {
         let win = &g.win;
-        let mut y = vec![0f32; g.output_len()];
+        let mut y = vec![0f32; g.n * win.oh * win.ow * g.cout];
         for n in 0..g.n {
             for oy in 0..win.oh {
                 for ox in 0..win.ow {
@@ -307,32 +227,7 @@ mod tests {
     }
 
     fn check(g: Geometry) {
-        let x: Vec<f32> = (0..g.input_len())
-            .map(|i| ((i as f32) * 0.137).sin())
-            .collect();
-        let w: Vec<f32> = (0..g.taps() * g.cout)
-            .map(|i| ((i as f32) * 0.091).cos() * 0.3)
-            .collect();
-        let b: Vec<f32> = (0..g.cout).map(|i| i as f32 * 0.05 - 0.1).collect();
-        let raw = reference(&g, &x, &w, &b);
-        // Unbounded, and with a clip that cuts the outputs on both sides (ReLU6 scaled to them).
-        for clip in [Clip::default(), Clip { lo: -0.1, hi: 0.6 }] {
-            let want: Vec<f32> = raw.iter().map(|v| v.max(clip.lo).min(clip.hi)).collect();
-            for isa in Isa::available() {
-                let op = PlanarStem::new(g, w.clone(), b.clone(), isa)
-                    .unwrap()
-                    .with_clip(clip);
-                // Poison the output so that an element left unwritten shows.
-                let mut y = vec![f32::NAN; g.output_len()];
-                op.run(&x, &mut y).unwrap();
-                for (i, (got, want)) in y.iter().zip(&want).enumerate() {
-                    assert!(
-                        (got - want).abs() <= 1e-5 * (1.0 + want.abs()),
-                        "{isa:?} {clip:?} {g:?}: element {i} is {got}, direct convolution gives {want}"
-                    );
-                }
-            }
-        }
+        testing::check(g, |x, w, b| reference(&g, x, w, b));
     }
 
     fn geometry(h: usize, cout: usize, k: usize, s: usize, pad: usize, extra: usize) -> Geometry {
