@@ -71,7 +71,8 @@ impl TractEngine {
                 Graph::ChannelLast => channel_last(m),
                 Graph::AsImported => Ok(m),
             })
-            .and_then(|m| m.into_optimized())
+            // Both graphs are decluttered by now: only codegen is left.
+            .and_then(|mut m| m.optimize().map(|()| m))
             .and_then(|m| m.into_runnable())
             .map_err(err)?;
         let first = Self::new_slot(&plan, s).map_err(err)?;
