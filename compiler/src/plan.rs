@@ -19,7 +19,7 @@ use crate::policy::{Policy, RouterKind, Rule};
 use crate::records;
 
 pub const MAGIC: &[u8; 8] = b"TRIAGEPL";
-pub const SCHEMA: u32 = 3;
+pub const SCHEMA: u32 = 4;
 const KIND_PLAN: u8 = 1;
 
 /// A zoo variant the plan may run, in cost order (policies index this list).

@@ -9,7 +9,7 @@
 
 use triage_compiler::compile::{compile, CompileOptions, Targets};
 use triage_compiler::plan::{OperatingPoint, Plan};
-use triage_compiler::policy::{Policy, RouterKind, Rule, Tables};
+use triage_compiler::policy::{pool, Policy, RouterKind, Rule, Tables};
 use triage_compiler::profile::Profile;
 use triage_premodel::features::FeatureSet;
 use triage_premodel::learners::LearnerKind;
@@ -161,16 +161,15 @@ pub fn replay_point(
         .unwrap_or(0);
     let label = ctx.data.labels[i];
     let (top5, answer) = if policy.ensemble && step.ran.count_ones() > 1 {
-        let k = step.ran.count_ones() as f32;
-        let mut acc = vec![0f32; replay.probs[0][row].len()];
-        for (v, p) in replay.probs.iter().enumerate() {
-            if step.ran & (1 << v) != 0 {
-                for (a, &x) in acc.iter_mut().zip(&p[row]) {
-                    *a += x / k;
-                }
-            }
-        }
-        let top = triage_zoo::logits::top_k(&acc, 5);
+        let pooled = pool(
+            replay
+                .probs
+                .iter()
+                .enumerate()
+                .filter(|(v, _)| step.ran & (1 << v) != 0)
+                .map(|(_, p)| p[row].as_slice()),
+        );
+        let top = triage_zoo::logits::top_k(&pooled, 5);
         let mask = (0..replay.cols.len())
             .filter(|&v| step.ran & (1 << v) != 0)
             .fold(0u32, |m, v| m | (1 << replay.cols[v]));

@@ -9,7 +9,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use triage_compiler::plan::{Plan, PlanRemote};
-use triage_compiler::policy::RouterKind;
+use triage_compiler::policy::{pool, RouterKind};
 use triage_compiler::profile::round_to_profile_precision;
 use triage_premodel::features::FeatureSet;
 use triage_premodel::Premodel;
@@ -328,9 +328,9 @@ impl Executor {
             probs_run.push(triage_zoo::logits::softmax(&logits, t));
             run.push(ran);
             let conf = if policy.ensemble && probs_run.len() > 1 {
-                let avg = average(&probs_run);
-                let c = avg.iter().copied().fold(0.0f32, f32::max);
-                answer = Some(avg);
+                let pooled = pool(probs_run.iter().map(Vec::as_slice));
+                let c = pooled.iter().copied().fold(0.0f32, f32::max);
+                answer = Some(pooled);
                 c
             } else {
                 answer = None;
@@ -521,20 +521,6 @@ struct Offloaded {
     probs: Option<Vec<f32>>,
     used: RemoteUse,
     cost: Cost,
-}
-
-fn average(ps: &[Vec<f32>]) -> Vec<f32> {
-    let Some(first) = ps.first() else {
-        return Vec::new();
-    };
-    let k = ps.len() as f32;
-    let mut out = vec![0f32; first.len()];
-    for p in ps {
-        for (o, x) in out.iter_mut().zip(p) {
-            *o += x / k;
-        }
-    }
-    out
 }
 
 #[cfg(test)]
