@@ -121,6 +121,10 @@ pub struct Calibration {
     pub nll_after: f64,
     pub before: Reliability,
     pub after: Reliability,
+    /// Out of fold: how well the calibrated confidence ranks right answers above wrong ones
+    /// (ROC AUC), the signal a cascade's acceptance thresholds act on. `None` when every
+    /// answer is right or every answer wrong.
+    pub confidence_auc: Option<f64>,
 }
 
 /// Number of bins for ECE, as in Guo et al.
@@ -167,6 +171,10 @@ pub fn calibrate(
         nll_after,
         before: Reliability::of(&before, ECE_BINS),
         after: Reliability::of(&after, ECE_BINS),
+        confidence_auc: {
+            let (conf, ok): (Vec<f32>, Vec<bool>) = after.iter().copied().unzip();
+            triage_premodel::cv::roc_auc(&conf, &ok)
+        },
     };
     (cal, row_t)
 }
@@ -205,6 +213,25 @@ mod tests {
         assert!(cal.after.ece < cal.before.ece / 5.0, "{cal:?}");
         assert!(cal.nll_after < cal.nll_before);
         assert!(row_t.iter().all(|&t| t > 1.5));
+    }
+
+    #[test]
+    fn confidence_auc_sees_a_signal_that_separates() {
+        // Sure when right (logit 6), unsure when wrong (logit 1).
+        let mut logits = Vec::new();
+        let mut labels = Vec::new();
+        for i in 0..100 {
+            let label = i % 10;
+            let right = i % 4 != 0;
+            let mut z = vec![0f32; 10];
+            z[if right { label } else { (label + 1) % 10 }] = if right { 6.0 } else { 1.0 };
+            logits.push(z);
+            labels.push(label);
+        }
+        let refs: Vec<&[f32]> = logits.iter().map(Vec::as_slice).collect();
+        let folds: Vec<Vec<usize>> = (0..4).map(|f| (f * 25..(f + 1) * 25).collect()).collect();
+        let (cal, _) = calibrate("m", &refs, &labels, &folds);
+        assert!(cal.confidence_auc.unwrap() > 0.99, "{cal:?}");
     }
 
     #[test]

@@ -35,6 +35,10 @@ use crate::policy::{enumerate, pareto, Policy, RouterKind, Rule, Scored, Step, T
 use crate::profile::Profile;
 use crate::training::TrainingSet;
 
+/// How far below the most accurate single variant's top-1 the `match-best` point may be
+/// (a fraction: 0.3 points).
+pub const MATCH_BEST_SLACK: f64 = 0.003;
+
 /// What the user asks of the default operating point.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Targets {
@@ -100,6 +104,15 @@ pub struct Baseline {
     pub energy_mj: f64,
 }
 
+/// See [`CompileReport::perfect_cascade`].
+#[derive(Debug, Clone, Serialize)]
+pub struct PerfectCascade {
+    /// Named `perfect-confidence cascade`.
+    pub baseline: Baseline,
+    /// Its variants, cheapest first.
+    pub chain: Vec<String>,
+}
+
 /// What the compiler did, for printing.
 #[derive(Debug, Clone, Serialize)]
 pub struct CompileReport {
@@ -110,6 +123,11 @@ pub struct CompileReport {
     pub singles: Vec<Baseline>,
     /// The oracle (cheapest correct variant, decode included).
     pub oracle: Baseline,
+    /// The fastest cascade that would match the most accurate single variant (less 0.3
+    /// points) if every stage accepted exactly its right answers: what a perfect confidence
+    /// signal could reach with cascades, against which the thresholds on calibrated
+    /// confidence are measured. `None` when no chain matches.
+    pub perfect_cascade: Option<PerfectCascade>,
     /// Cross-validated mean AUC of each router premodel.
     pub router_auc: Vec<(String, f64)>,
 }
@@ -405,7 +423,7 @@ pub fn compile(
         .zip(&budgets)
         .map(|(name, &ms)| (name, Rule::LatencyAtMost(ms)))
         .collect();
-    rules.push(("match-best".into(), Rule::MatchBestSingle(0.003)));
+    rules.push(("match-best".into(), Rule::MatchBestSingle(MATCH_BEST_SLACK)));
     rules.push(("most-accurate".into(), Rule::MostAccurate));
     let target_rule = {
         let tg = &opts.targets;
@@ -600,6 +618,23 @@ pub fn compile(
         energy_mj: device.compute_mj(oracle_ms),
     };
 
+    let best_single_top1 = singles.iter().map(|b| b.top1).fold(0.0, f64::max);
+    let perfect_cascade = fastest_perfect_cascade(
+        &t.correctness,
+        &oof_tables.base_ms,
+        &stage_ms,
+        best_single_top1 - MATCH_BEST_SLACK,
+    )
+    .map(|(chain, top1, ms)| PerfectCascade {
+        baseline: Baseline {
+            name: "perfect-confidence cascade".into(),
+            top1,
+            mean_ms: ms * scale,
+            energy_mj: device.compute_mj(ms),
+        },
+        chain: chain.iter().map(|&v| t.names[v].clone()).collect(),
+    });
+
     let plan = Plan {
         provenance: Provenance {
             tool_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -646,6 +681,7 @@ pub fn compile(
         seconds: start.elapsed().as_secs_f64(),
         singles,
         oracle,
+        perfect_cascade,
         router_auc,
     };
     info!(
@@ -818,9 +854,70 @@ fn budget_names(device_ms: &[f64]) -> Vec<String> {
         })
 }
 
+/// Over every chain of variants in cost order, the fastest whose top-1 reaches `min_top1`
+/// when each stage accepts exactly the images it gets right (the last stage answers the rest):
+/// `(chain, top-1, mean host ms with decode)`.
+fn fastest_perfect_cascade(
+    correct: &triage_premodel::Correctness,
+    base_ms: &[f64],
+    stage_ms: &[f64],
+    min_top1: f64,
+) -> Option<(Vec<usize>, f64, f64)> {
+    let (n, nv) = (correct.n_images(), correct.n_variants());
+    if n == 0 || nv == 0 || nv > 16 {
+        return None;
+    }
+    let mut best: Option<(Vec<usize>, f64, f64)> = None;
+    for mask in 1u32..(1 << nv) {
+        let chain: Vec<usize> = (0..nv).filter(|v| mask & (1 << v) != 0).collect();
+        let (mut right, mut ms) = (0usize, 0.0);
+        for i in 0..n {
+            ms += base_ms.get(i).copied().unwrap_or(0.0);
+            for &v in &chain {
+                ms += stage_ms[v];
+                if correct.get(i, v) {
+                    right += 1;
+                    break;
+                }
+            }
+        }
+        let (top1, ms) = (right as f64 / n as f64, ms / n as f64);
+        if top1 >= min_top1 - 1e-12 && best.as_ref().is_none_or(|b| ms < b.2) {
+            best = Some((chain, top1, ms));
+        }
+    }
+    best
+}
+
 #[cfg(test)]
 mod tests {
-    use super::budget_names;
+    use super::{budget_names, fastest_perfect_cascade};
+    use triage_premodel::Correctness;
+
+    #[test]
+    fn the_perfect_cascade_pays_for_every_stage_until_the_right_one() {
+        // Variant 0 (1 ms) is right on images 0 and 1, variant 1 (4 ms) on 1 and 2, variant 2
+        // (10 ms) on every image.
+        let rows = [
+            [true, false, true],
+            [true, true, true],
+            [false, true, true],
+            [false, false, true],
+        ];
+        let c = Correctness::from_rows(&rows).unwrap();
+        let base = [0.5; 4];
+        let stage = [1.0, 4.0, 10.0];
+        // Everything right: 0 -> 1 -> 2 costs 1 + 1 + 5 + 15 over four images, less than
+        // 0 -> 2 (1 + 1 + 11 + 11) and 2 alone (40).
+        let (chain, top1, ms) = fastest_perfect_cascade(&c, &base, &stage, 1.0).unwrap();
+        assert_eq!(chain, vec![0, 1, 2]);
+        assert_eq!(top1, 1.0);
+        assert!((ms - (0.5 + 22.0 / 4.0)).abs() < 1e-12, "{ms}");
+        // Three right out of four: variant 0 then 1 covers images 0-2 for (1 + 1 + 5 + 5) / 4.
+        let (chain, top1, _) = fastest_perfect_cascade(&c, &base, &stage, 0.75).unwrap();
+        assert_eq!((chain, top1), (vec![0, 1], 0.75));
+        assert!(fastest_perfect_cascade(&c, &base, &stage, 1.01).is_none());
+    }
 
     #[test]
     fn budget_names_take_the_decimals_that_keep_them_apart() {

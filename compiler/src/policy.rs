@@ -233,9 +233,7 @@ pub fn pool<'a>(probs: impl IntoIterator<Item = &'a [f32]>) -> Vec<f32> {
         if acc.is_empty() {
             acc.resize(p.len(), 0.0);
         }
-        acc.iter_mut()
-            .zip(log_probs(p))
-            .for_each(|(a, l)| *a += l);
+        acc.iter_mut().zip(log_probs(p)).for_each(|(a, l)| *a += l);
         k += 1;
     }
     normalize_pool(&mut acc, k);

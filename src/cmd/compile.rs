@@ -202,18 +202,20 @@ fn render(plan: &Plan, report: Option<&CompileReport>) -> String {
     );
     let _ = writeln!(
         s,
-        "{:<24}{:>8}{:>10}{:>10}{:>10}",
-        "variant", "T", "ms", "ECE", "ECE cal"
+        "{:<24}{:>8}{:>10}{:>10}{:>10}{:>10}",
+        "variant", "T", "ms", "ECE", "ECE cal", "conf AUC"
     );
     for (v, c) in plan.variants.iter().zip(&plan.calibration) {
         let _ = writeln!(
             s,
-            "{:<24}{:>8.2}{:>10.2}{:>10.3}{:>10.3}",
+            "{:<24}{:>8.2}{:>10.2}{:>10.3}{:>10.3}{:>10}",
             v.name,
             v.temperature,
             v.mean_ms + v.prep_ms,
             c.before.ece,
-            c.after.ece
+            c.after.ece,
+            c.confidence_auc
+                .map_or_else(|| "-".to_string(), |a| format!("{a:.3}"))
         );
     }
     for (r, c) in plan
@@ -243,14 +245,27 @@ fn render(plan: &Plan, report: Option<&CompileReport>) -> String {
     }
     if let Some(r) = report {
         let _ = writeln!(s, "\nbaselines (decode included, on {}):", plan.device.name);
-        for b in r.singles.iter().chain(std::iter::once(&r.oracle)) {
+        let perfect = r.perfect_cascade.as_ref().map(|p| &p.baseline);
+        for b in r
+            .singles
+            .iter()
+            .chain(std::iter::once(&r.oracle))
+            .chain(perfect)
+        {
             let _ = writeln!(
                 s,
-                "  {:<24} top-1 {:>5.1}%  {:>7.2} ms  {:>8.1} mJ",
+                "  {:<28} top-1 {:>5.1}%  {:>7.2} ms  {:>8.1} mJ",
                 b.name,
                 100.0 * b.top1,
                 b.mean_ms,
                 b.energy_mj
+            );
+        }
+        if let Some(p) = &r.perfect_cascade {
+            let _ = writeln!(
+                s,
+                "    {}\n    (the fastest chain within 0.3 points of the best single variant if every stage\n    accepted exactly the images it gets right)",
+                p.chain.join(" -> ")
             );
         }
         for (label, auc) in &r.router_auc {
