@@ -15,7 +15,7 @@ use crate::harness::{folds, Mode, Progress, Replay};
 use crate::metrics::{compute, MetricsOptions, PolicyMetrics};
 use crate::network::Link;
 use crate::outcome::{OutcomeSource, PolicyRun};
-use crate::policies::cascade::{Cbo, IdkCascade};
+use crate::policies::cascade::{Cbo, EasyHardRouting, IdkCascade};
 use crate::policies::deepdecision::DeepDecision;
 use crate::policies::fixed::Fixed;
 use crate::policies::mcdnn::Mcdnn;
@@ -194,6 +194,8 @@ pub fn evaluate(inputs: EvalInputs, progress: &dyn Progress) -> Result<Evaluatio
         Box::new(TaylorKnn::new()),
         Box::new(IdkCascade::new(false)),
         Box::new(IdkCascade::new(true)),
+        Box::new(IdkCascade::three_stage()),
+        Box::new(EasyHardRouting::default()),
         Box::new(Cbo::new(false)),
         Box::new(Cbo::new(true)),
         Box::new(Mcdnn::new()),

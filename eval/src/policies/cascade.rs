@@ -10,11 +10,16 @@
 //!   the server when its confidence is below a threshold. The local model, remote option and
 //!   threshold are chosen the same way, on device latency including the network.
 //!
+//! * Two reference cascades on calibrated confidence, fitted the same way: a three-stage
+//!   cascade with a threshold per stage (every chain of three variants in cost order), and
+//!   routing by the cheapest variant's confidence to an easy or a hard chain (each a variant
+//!   or a two-stage cascade), as simple alternatives a scheduler has to beat.
+//!
 //! Calibration (Guo et al., ICML 2017) fits one temperature per model on the training images;
 //! uncalibrated cascades use temperature 1.
 
 use triage_compiler::calibrate::fit_temperature;
-use triage_compiler::policy::THRESHOLDS;
+use triage_compiler::policy::{COARSE_THRESHOLDS, THRESHOLDS};
 
 use super::{best_single_top1, cheapest_reaching, summarize, Contender, Context};
 use crate::data::{confidence, EvalData};
@@ -52,17 +57,34 @@ fn suffix(calibrated: bool) -> &'static str {
     }
 }
 
-/// A fitted IDK cascade.
+/// A fitted cascade: variants in cost order, and the confidence at which each stage but the
+/// last answers.
 #[derive(Debug, Clone, PartialEq)]
 struct IdkFit {
     chain: Vec<usize>,
-    threshold: f64,
+    thresholds: Vec<f64>,
     temps: Vec<f64>,
 }
 
-/// The IDK cascade.
+impl IdkFit {
+    fn describe(&self, ctx: &Context) -> String {
+        let mut s = String::new();
+        for (k, &c) in self.chain.iter().enumerate() {
+            s.push_str(&ctx.data.variants[c].name);
+            if let Some(t) = self.thresholds.get(k) {
+                s.push_str(&format!(" >={t:.2} -> "));
+            }
+        }
+        s
+    }
+}
+
+/// A cascade fitted on training images: the IDK cascade (every pair of variants and the full
+/// ladder, one threshold shared by every stage), or the three-stage reference cascade (every
+/// chain of three variants, a threshold per stage, calibrated).
 pub struct IdkCascade {
     calibrated: bool,
+    three_stage: bool,
     fit: Option<IdkFit>,
 }
 
@@ -70,8 +92,50 @@ impl IdkCascade {
     pub fn new(calibrated: bool) -> Self {
         IdkCascade {
             calibrated,
+            three_stage: false,
             fit: None,
         }
+    }
+
+    /// The three-stage cascade with a threshold per stage, on calibrated confidence.
+    pub fn three_stage() -> Self {
+        IdkCascade {
+            calibrated: true,
+            three_stage: true,
+            fit: None,
+        }
+    }
+
+    fn name(&self) -> String {
+        if self.three_stage {
+            "three-stage cascade (calibrated)".into()
+        } else {
+            format!("idk-cascade ({})", suffix(self.calibrated))
+        }
+    }
+
+    /// The candidates the fit chooses among: chains and their thresholds.
+    fn candidates(&self, nv: usize) -> Vec<(Vec<usize>, Vec<f64>)> {
+        let grid = THRESHOLDS.map(f64::from);
+        if !self.three_stage {
+            return chains(nv)
+                .into_iter()
+                .flat_map(|c| grid.map(|t| (c.clone(), vec![t; c.len() - 1])))
+                .collect();
+        }
+        let mut out = Vec::new();
+        for a in 0..nv {
+            for b in a + 1..nv {
+                for c in b + 1..nv {
+                    for t1 in grid {
+                        for t2 in grid {
+                            out.push((vec![a, b, c], vec![t1, t2]));
+                        }
+                    }
+                }
+            }
+        }
+        out
     }
 }
 
@@ -91,19 +155,42 @@ fn confidences(data: &EvalData, images: &[usize], temps: &[f64]) -> Vec<Vec<f64>
         .collect()
 }
 
-fn idk_step(ctx: &Context, f: &IdkFit, conf: &[Vec<f64>], i: usize) -> Outcome {
+/// Walks `chain` on image `i` after `ms` host milliseconds already spent, the variants in
+/// `ran` (a bit mask over columns) already run and not paid again.
+fn walk(
+    ctx: &Context,
+    chain: &[usize],
+    thresholds: &[f64],
+    conf: &[Vec<f64>],
+    i: usize,
+    mut ms: f64,
+    ran: u32,
+) -> Outcome {
     let d = ctx.data;
-    let mut ms = d.decode_ms[i];
-    let last = f.chain.len() - 1;
-    for (k, &col) in f.chain.iter().enumerate() {
+    let last = chain.len().saturating_sub(1);
+    for (k, &col) in chain.iter().enumerate() {
         let v = &d.variants[col];
-        ms += v.stage_ms;
-        if k == last || conf[col][i] >= f.threshold {
+        if ran & (1 << col) == 0 {
+            ms += v.stage_ms;
+        }
+        if k == last || thresholds.get(k).is_some_and(|&t| conf[col][i] >= t) {
             return ctx.local(i, ms, v.correct[i], v.top5[i], Answer::Local(col));
         }
     }
-    // Unreachable for a non-empty chain; answer with the cheapest model's cost so far.
+    // Unreachable for a non-empty chain.
     ctx.local(i, ms, false, false, Answer::Local(0))
+}
+
+fn idk_step(ctx: &Context, f: &IdkFit, conf: &[Vec<f64>], i: usize) -> Outcome {
+    walk(
+        ctx,
+        &f.chain,
+        &f.thresholds,
+        conf,
+        i,
+        ctx.data.decode_ms[i],
+        0,
+    )
 }
 
 /// Candidate chains: every pair in cost order and the full ladder.
@@ -125,7 +212,11 @@ fn chains(nv: usize) -> Vec<Vec<usize>> {
 
 impl Contender for IdkCascade {
     fn label(&self) -> String {
-        format!("IDK cascade ({})", suffix(self.calibrated))
+        if self.three_stage {
+            self.name()
+        } else {
+            format!("IDK cascade ({})", suffix(self.calibrated))
+        }
     }
 
     fn fit(&mut self, ctx: &Context, train: &[usize]) -> Result<()> {
@@ -133,48 +224,186 @@ impl Contender for IdkCascade {
         let conf = confidences(ctx.data, train, &temps);
         let mut fits = Vec::new();
         let mut scores = Vec::new();
-        for chain in chains(ctx.data.n_variants()) {
-            for &t in &THRESHOLDS {
-                let f = IdkFit {
-                    chain: chain.clone(),
-                    threshold: f64::from(t),
-                    temps: temps.clone(),
-                };
-                let outs: Vec<Outcome> =
-                    train.iter().map(|&i| idk_step(ctx, &f, &conf, i)).collect();
-                scores.push(summarize(&outs, |o| o.latency_ms));
-                fits.push(f);
-            }
+        for (chain, thresholds) in self.candidates(ctx.data.n_variants()) {
+            let f = IdkFit {
+                chain,
+                thresholds,
+                temps: temps.clone(),
+            };
+            let outs: Vec<Outcome> = train.iter().map(|&i| idk_step(ctx, &f, &conf, i)).collect();
+            scores.push(summarize(&outs, |o| o.latency_ms));
+            fits.push(f);
         }
         let target = best_single_top1(ctx.data, train) - ctx.settings.match_tolerance;
-        let k = cheapest_reaching(&scores, target)
-            .ok_or_else(|| Error::InvalidArgument("no IDK cascade candidate".into()))?;
-        self.fit = fits.into_iter().nth(k);
+        // The three-stage cascade has no candidate with fewer than three variants: no row.
+        self.fit = cheapest_reaching(&scores, target).and_then(|k| fits.into_iter().nth(k));
+        if self.fit.is_none() && !self.three_stage {
+            return Err(Error::InvalidArgument("no IDK cascade candidate".into()));
+        }
         Ok(())
     }
 
     fn run(&self, ctx: &Context, test: &[usize]) -> Result<Vec<PolicyRun>> {
-        let f = self
-            .fit
-            .as_ref()
-            .ok_or_else(|| Error::InvalidArgument("IDK cascade run before fit".into()))?;
-        let names: Vec<&str> = f
-            .chain
-            .iter()
-            .map(|&c| ctx.data.variants[c].name.as_str())
-            .collect();
+        let Some(f) = self.fit.as_ref() else {
+            return if self.three_stage {
+                Ok(Vec::new())
+            } else {
+                Err(Error::InvalidArgument("IDK cascade run before fit".into()))
+            };
+        };
         let mut run = PolicyRun::new(
-            format!("idk-cascade ({})", suffix(self.calibrated)),
+            self.name(),
             family(self.calibrated),
             format!(
-                "{} with threshold {:.3} on {} confidence (last fold's fit)",
-                names.join(" -> "),
-                f.threshold,
+                "{} on {} confidence (last fold's fit)",
+                f.describe(ctx),
                 suffix(self.calibrated)
             ),
         );
         let conf = confidences(ctx.data, test, &f.temps);
         run.outcomes = test.iter().map(|&i| idk_step(ctx, f, &conf, i)).collect();
+        Ok(vec![run])
+    }
+}
+
+/// A chain of the easy/hard router: one variant, or two with a threshold.
+#[derive(Debug, Clone, PartialEq)]
+struct Branch {
+    chain: Vec<usize>,
+    thresholds: Vec<f64>,
+}
+
+/// A fitted easy/hard router: the cheapest variant runs; at calibrated confidence >= `tau`
+/// the image takes the easy branch, otherwise the hard one. A branch that starts with the
+/// cheapest variant reuses its answer.
+#[derive(Debug, Clone, PartialEq)]
+struct RouteFit {
+    tau: f64,
+    easy: Branch,
+    hard: Branch,
+    temps: Vec<f64>,
+}
+
+fn route_step(ctx: &Context, f: &RouteFit, conf: &[Vec<f64>], i: usize) -> Outcome {
+    let ms = ctx.data.decode_ms[i] + ctx.data.variants[0].stage_ms;
+    let b = if conf[0][i] >= f.tau {
+        &f.easy
+    } else {
+        &f.hard
+    };
+    walk(ctx, &b.chain, &b.thresholds, conf, i, ms, 1)
+}
+
+/// Routing by the cheapest variant's calibrated confidence to an easy or a hard branch.
+#[derive(Default)]
+pub struct EasyHardRouting {
+    fit: Option<RouteFit>,
+}
+
+impl Contender for EasyHardRouting {
+    fn label(&self) -> String {
+        "easy/hard routing (calibrated)".into()
+    }
+
+    fn fit(&mut self, ctx: &Context, train: &[usize]) -> Result<()> {
+        let temps = temperatures(ctx.data, train, true);
+        let conf = confidences(ctx.data, train, &temps);
+        let nv = ctx.data.n_variants();
+        let mut branches = Vec::new();
+        for a in 0..nv {
+            branches.push(Branch {
+                chain: vec![a],
+                thresholds: Vec::new(),
+            });
+            for b in a + 1..nv {
+                for &t in &COARSE_THRESHOLDS {
+                    branches.push(Branch {
+                        chain: vec![a, b],
+                        thresholds: vec![f64::from(t)],
+                    });
+                }
+            }
+        }
+        // Each branch's outcome on every training image, after the cheapest variant ran.
+        let outcomes: Vec<Vec<Outcome>> = branches
+            .iter()
+            .map(|b| {
+                train
+                    .iter()
+                    .map(|&i| {
+                        let ms = ctx.data.decode_ms[i] + ctx.data.variants[0].stage_ms;
+                        walk(ctx, &b.chain, &b.thresholds, &conf, i, ms, 1)
+                    })
+                    .collect()
+            })
+            .collect();
+        let n = train.len().max(1) as f64;
+        let mut fits = Vec::new();
+        let mut scores = Vec::new();
+        for &tau in &COARSE_THRESHOLDS {
+            let easy: Vec<bool> = train
+                .iter()
+                .map(|&i| conf[0][i] >= f64::from(tau))
+                .collect();
+            // Per branch: (right, latency) summed over the easy and over the hard images.
+            let sums = |want: bool| -> Vec<(f64, f64)> {
+                outcomes
+                    .iter()
+                    .map(|outs| {
+                        outs.iter().zip(&easy).filter(|(_, &e)| e == want).fold(
+                            (0.0, 0.0),
+                            |(r, ms), (o, _)| {
+                                (r + f64::from(u8::from(o.correct)), ms + o.latency_ms)
+                            },
+                        )
+                    })
+                    .collect()
+            };
+            let (on_easy, on_hard) = (sums(true), sums(false));
+            for (e, se) in on_easy.iter().enumerate() {
+                for (h, sh) in on_hard.iter().enumerate() {
+                    scores.push(((se.0 + sh.0) / n, (se.1 + sh.1) / n));
+                    fits.push((f64::from(tau), e, h));
+                }
+            }
+        }
+        let target = best_single_top1(ctx.data, train) - ctx.settings.match_tolerance;
+        self.fit = cheapest_reaching(&scores, target)
+            .and_then(|k| fits.get(k).copied())
+            .map(|(tau, e, h)| RouteFit {
+                tau,
+                easy: branches[e].clone(),
+                hard: branches[h].clone(),
+                temps,
+            });
+        Ok(())
+    }
+
+    fn run(&self, ctx: &Context, test: &[usize]) -> Result<Vec<PolicyRun>> {
+        let Some(f) = self.fit.as_ref() else {
+            return Ok(Vec::new());
+        };
+        let describe = |b: &Branch| {
+            IdkFit {
+                chain: b.chain.clone(),
+                thresholds: b.thresholds.clone(),
+                temps: Vec::new(),
+            }
+            .describe(ctx)
+        };
+        let mut run = PolicyRun::new(
+            "easy/hard routing (calibrated)",
+            Family::CascadeCalibrated,
+            format!(
+                "{} >={:.2}: {}, else {} (last fold's fit)",
+                ctx.data.variants[0].name,
+                f.tau,
+                describe(&f.easy),
+                describe(&f.hard)
+            ),
+        );
+        let conf = confidences(ctx.data, test, &f.temps);
+        run.outcomes = test.iter().map(|&i| route_step(ctx, f, &conf, i)).collect();
         Ok(vec![run])
     }
 }
@@ -300,6 +529,70 @@ mod tests {
         let (top1, _) = summarize(&run.outcomes, |o| o.latency_ms);
         assert!(top1 >= best_single_top1(&fx.data, &all) - 0.003 - 1e-9);
         assert_eq!(run.family, Family::CascadeCalibrated);
+    }
+
+    #[test]
+    fn the_reference_cascades_reach_the_target_on_training_images() {
+        let fx = Fixture::new(60);
+        let ctx = fx.ctx();
+        let all: Vec<usize> = (0..60).collect();
+        let target = best_single_top1(&fx.data, &all) - 0.003 - 1e-9;
+        let mut staged = IdkCascade::three_stage();
+        staged.fit(&ctx, &all).unwrap();
+        assert_eq!(staged.fit.as_ref().unwrap().thresholds.len(), 2);
+        let mut routing = EasyHardRouting::default();
+        routing.fit(&ctx, &all).unwrap();
+        for run in [staged.run(&ctx, &all), routing.run(&ctx, &all)] {
+            let run = run.unwrap().remove(0);
+            let (top1, _) = summarize(&run.outcomes, |o| o.latency_ms);
+            assert!(top1 >= target, "{}: {top1}", run.name);
+            assert_eq!(run.family, Family::CascadeCalibrated);
+        }
+    }
+
+    #[test]
+    fn routing_takes_the_easy_branch_on_confident_images_and_runs_the_probe_once() {
+        let fx = Fixture::new(40);
+        let ctx = fx.ctx();
+        let all: Vec<usize> = (0..40).collect();
+        let temps = vec![1.0; 3];
+        let conf = confidences(&fx.data, &all, &temps);
+        let f = RouteFit {
+            tau: 0.6,
+            // Easy: the probe's own answer. Hard: the costliest variant.
+            easy: Branch {
+                chain: vec![0],
+                thresholds: Vec::new(),
+            },
+            hard: Branch {
+                chain: vec![2],
+                thresholds: Vec::new(),
+            },
+            temps,
+        };
+        let d = &fx.data;
+        let mut both = [false; 2];
+        for i in 0..40 {
+            let o = route_step(&ctx, &f, &conf, i);
+            let easy = conf[0][i] >= 0.6;
+            both[usize::from(easy)] = true;
+            let (col, ms) = if easy {
+                (0, d.decode_ms[i] + d.variants[0].stage_ms)
+            } else {
+                (
+                    2,
+                    d.decode_ms[i] + d.variants[0].stage_ms + d.variants[2].stage_ms,
+                )
+            };
+            assert!(matches!(o.answer, Answer::Local(c) if c == col));
+            assert!((o.latency_ms - ms * ctx.device.compute.latency_scale).abs() < 1e-9);
+            assert_eq!(o.correct, d.variants[col].correct[i]);
+        }
+        assert_eq!(
+            both,
+            [true, true],
+            "the fixture should have both kinds of image"
+        );
     }
 
     #[test]
