@@ -12,7 +12,7 @@ use tract_onnx::tract_core::ops::cnn::conv::{Conv, KernelFormat};
 use tract_onnx::tract_core::ops::cnn::PoolSpec;
 use tract_onnx::tract_core::ops::nn::DataFormat;
 
-use super::lanes::{Clip, Isa, Lanes, Portable, Row, Window};
+use super::lanes::{st, Clip, Isa, Lanes, Portable, Row, Window};
 
 /// The shape side of a kernel: sizes, buffer lengths, and the call into its code.
 pub trait Shape: Debug + Clone + Copy + PartialEq + Eq + Send + Sync + 'static {
@@ -64,6 +64,43 @@ pub struct Job {
     pub w: *const f32,
     pub b: *const f32,
     pub y: *mut f32,
+}
+
+impl Job {
+    /// Batch item `at.n`'s input (`item_len` values per item), and the first value of output
+    /// row `at.oy` of a `win` output with `c` channels per pixel.
+    #[inline(always)]
+    pub fn rows(
+        &self,
+        at: Pixel,
+        item_len: usize,
+        win: &Window,
+        c: usize,
+    ) -> (*const f32, *mut f32) {
+        (
+            self.x.wrapping_add(at.n * item_len),
+            self.y.wrapping_add((at.n * win.oh + at.oy) * win.ow * c),
+        )
+    }
+
+    /// Stores `K` pixels' accumulators, clipped, the first at `out` and the others `stride`
+    /// values apart.
+    ///
+    /// # Safety
+    /// `lanes` values (all `L::N` unless `PART`) at each of the `K` places lie in the output.
+    #[inline(always)]
+    pub unsafe fn store<L: Lanes, const PART: bool, const K: usize>(
+        &self,
+        out: *mut f32,
+        stride: usize,
+        lanes: usize,
+        acc: [L::V; K],
+    ) {
+        for (k, a) in acc.into_iter().enumerate() {
+            // SAFETY: the caller's.
+            unsafe { st::<L, PART>(out.add(k * stride), lanes, self.clip.apply::<L>(a)) };
+        }
+    }
 }
 
 /// A convolution with constant weights and bias run by one of Triage's kernels, producing

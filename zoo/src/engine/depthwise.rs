@@ -17,7 +17,7 @@ use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::cnn::conv::Conv;
 
 use super::conv::{lower_convs, match_conv, ConvOp, Job, Pixel, Shape};
-use super::lanes::{ld, st, Isa, Lanes, Window};
+use super::lanes::{ld, Isa, Lanes, Window};
 
 /// Shape of one depthwise convolution: input `[n, h, w, c]`, output `[n, oh, ow, c]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -81,7 +81,7 @@ impl Shape for Geometry {
                     acc = L::fma(wv, xv, acc);
                 }
             }
-            st::<L, PART>(yrow.add(at.ox * c + cb), lanes, job.clip.apply::<L>(acc));
+            job.store::<L, PART, 1>(yrow.add(at.ox * c + cb), 0, lanes, [acc]);
         }
     }
 
@@ -114,24 +114,17 @@ impl Shape for Geometry {
                     a3 = L::fma(wv, ld::<L, PART>(p.add(3 * step), lanes), a3);
                 }
             }
-            let out = yrow.add(at.ox * c + cb);
-            let clip = job.clip;
-            st::<L, PART>(out, lanes, clip.apply::<L>(a0));
-            st::<L, PART>(out.add(c), lanes, clip.apply::<L>(a1));
-            st::<L, PART>(out.add(2 * c), lanes, clip.apply::<L>(a2));
-            st::<L, PART>(out.add(3 * c), lanes, clip.apply::<L>(a3));
+            job.store::<L, PART, 4>(yrow.add(at.ox * c + cb), c, lanes, [a0, a1, a2, a3]);
         }
     }
 }
 
 impl Geometry {
     /// Batch item `n`'s input, and output row `oy`'s first value.
+    #[inline(always)]
     fn at(&self, job: &Job, at: Pixel) -> (*const f32, *mut f32) {
-        let (win, c) = (&self.win, self.c);
-        (
-            job.x.wrapping_add(at.n * win.h * win.w * c),
-            job.y.wrapping_add((at.n * win.oh + at.oy) * win.ow * c),
-        )
+        let win = &self.win;
+        job.rows(at, win.h * win.w * self.c, win, self.c)
     }
 }
 

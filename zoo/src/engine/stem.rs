@@ -17,7 +17,7 @@ use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::cnn::conv::Conv;
 
 use super::conv::{lower_convs, match_conv, ConvOp, Job, Pixel, Shape};
-use super::lanes::{ld, st, Isa, Lanes, Window};
+use super::lanes::{ld, Isa, Lanes, Window};
 
 /// Convolutions with more input channels than this stay matrix products.
 pub const MAX_INPUT_CHANNELS: usize = 4;
@@ -88,11 +88,7 @@ impl Shape for Geometry {
                     }
                 }
             }
-            st::<L, PART>(
-                yrow.add(at.ox * g.cout + cb),
-                lanes,
-                job.clip.apply::<L>(acc),
-            );
+            job.store::<L, PART, 1>(yrow.add(at.ox * g.cout + cb), 0, lanes, [acc]);
         }
     }
 
@@ -130,25 +126,18 @@ impl Shape for Geometry {
                     }
                 }
             }
-            let out = yrow.add(at.ox * g.cout + cb);
-            let (c, clip) = (g.cout, job.clip);
-            st::<L, PART>(out, lanes, clip.apply::<L>(a0));
-            st::<L, PART>(out.add(c), lanes, clip.apply::<L>(a1));
-            st::<L, PART>(out.add(2 * c), lanes, clip.apply::<L>(a2));
-            st::<L, PART>(out.add(3 * c), lanes, clip.apply::<L>(a3));
+            let c = g.cout;
+            job.store::<L, PART, 4>(yrow.add(at.ox * c + cb), c, lanes, [a0, a1, a2, a3]);
         }
     }
 }
 
 impl Geometry {
     /// Batch item `n`'s input planes, and output row `oy`'s first value.
+    #[inline(always)]
     fn at(&self, job: &Job, at: Pixel) -> (*const f32, *mut f32) {
         let win = &self.win;
-        (
-            job.x.wrapping_add(at.n * self.cin * win.h * win.w),
-            job.y
-                .wrapping_add((at.n * win.oh + at.oy) * win.ow * self.cout),
-        )
+        job.rows(at, self.cin * win.h * win.w, win, self.cout)
     }
 }
 
