@@ -504,13 +504,13 @@ pub fn compile(
         })
         .collect();
     // The most accurate single variant (the cheaper one on a tie).
-    let best_single_ms = singles
+    let (best_single_top1, best_single_ms) = singles
         .iter()
         .fold(None::<&Baseline>, |best, b| match best {
             Some(x) if x.top1 >= b.top1 => Some(x),
             _ => Some(b),
         })
-        .map_or(0.0, |b| b.mean_ms);
+        .map_or((0.0, 0.0), |b| (b.top1, b.mean_ms));
     let offload_ctx = if opts.offload && !remote.is_empty() {
         let link = match &opts.offload_link {
             Some(l) if device.radio.contains_key(l) => l.clone(),
@@ -618,7 +618,6 @@ pub fn compile(
         energy_mj: device.compute_mj(oracle_ms),
     };
 
-    let best_single_top1 = singles.iter().map(|b| b.top1).fold(0.0, f64::max);
     let perfect_cascade = fastest_perfect_cascade(
         &t.correctness,
         &oof_tables.base_ms,

@@ -227,22 +227,49 @@ impl Tables {
 /// Probabilities are floored at the smallest normal `f32` before the logarithm, so a class a
 /// softmax underflowed to zero does not turn the pool into NaN.
 pub fn pool<'a>(probs: impl IntoIterator<Item = &'a [f32]>) -> Vec<f32> {
-    let mut acc: Vec<f32> = Vec::new();
-    let mut k = 0;
+    let mut pooled = Pool::default();
     for p in probs {
-        if acc.is_empty() {
-            acc.resize(p.len(), 0.0);
-        }
-        acc.iter_mut().zip(log_probs(p)).for_each(|(a, l)| *a += l);
-        k += 1;
+        pooled.add(p);
     }
-    normalize_pool(&mut acc, k);
-    acc
+    pooled.probs()
+}
+
+/// A running [`pool`]: each stage's probabilities are added once, as the stage runs, and the
+/// pool of everything added so far can be read after any of them.
+#[derive(Debug, Clone, Default)]
+pub struct Pool {
+    /// Sum of the added log-probabilities.
+    log_sum: Vec<f32>,
+    k: usize,
+}
+
+impl Pool {
+    pub fn add(&mut self, p: &[f32]) {
+        if self.log_sum.is_empty() {
+            self.log_sum.resize(p.len(), 0.0);
+        }
+        self.log_sum
+            .iter_mut()
+            .zip(p)
+            .for_each(|(a, &x)| *a += ln_floor(x));
+        self.k += 1;
+    }
+
+    /// The pooled distribution of what was added.
+    pub fn probs(&self) -> Vec<f32> {
+        let mut q = self.log_sum.clone();
+        normalize_pool(&mut q, self.k);
+        q
+    }
 }
 
 /// `ln p`, floored at the smallest normal `f32`.
+fn ln_floor(p: f32) -> f32 {
+    p.max(f32::MIN_POSITIVE).ln()
+}
+
 fn log_probs(p: &[f32]) -> Vec<f32> {
-    p.iter().map(|&x| x.max(f32::MIN_POSITIVE).ln()).collect()
+    p.iter().map(|&x| ln_floor(x)).collect()
 }
 
 /// Turns a sum of `k` log-probability vectors into the pooled distribution, in place.

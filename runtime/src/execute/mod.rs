@@ -9,7 +9,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use triage_compiler::plan::{Plan, PlanRemote};
-use triage_compiler::policy::{pool, RouterKind};
+use triage_compiler::policy::{Pool, RouterKind};
 use triage_compiler::profile::round_to_profile_precision;
 use triage_premodel::features::FeatureSet;
 use triage_premodel::Premodel;
@@ -259,6 +259,8 @@ impl Executor {
         }
         let mut run: Vec<usize> = Vec::new();
         let mut probs_run: Vec<Vec<f32>> = Vec::new();
+        // The ensemble of what ran, for ensembling policies: each stage's logarithms once.
+        let mut pooled = Pool::default();
         let mut probe_logits: Option<Vec<f32>> = None;
         let mut answer: Option<Vec<f32>> = None;
         let after_probe = policy
@@ -325,12 +327,16 @@ impl Executor {
             if ran == 0 && after_probe {
                 probe_logits = Some(logits.clone());
             }
-            probs_run.push(triage_zoo::logits::softmax(&logits, t));
+            let probs = triage_zoo::logits::softmax(&logits, t);
+            if policy.ensemble {
+                pooled.add(&probs);
+            }
+            probs_run.push(probs);
             run.push(ran);
             let conf = if policy.ensemble && probs_run.len() > 1 {
-                let pooled = pool(probs_run.iter().map(Vec::as_slice));
-                let c = pooled.iter().copied().fold(0.0f32, f32::max);
-                answer = Some(pooled);
+                let q = pooled.probs();
+                let c = q.iter().copied().fold(0.0f32, f32::max);
+                answer = Some(q);
                 c
             } else {
                 answer = None;
