@@ -57,19 +57,18 @@ fn suffix(calibrated: bool) -> &'static str {
     }
 }
 
-/// A fitted cascade: variants in cost order, and the confidence at which each stage but the
-/// last answers.
+/// A cascade: variants in cost order, and the confidence at which each stage but the last
+/// answers.
 #[derive(Debug, Clone, PartialEq)]
-struct IdkFit {
-    chain: Vec<usize>,
+struct Chain {
+    cols: Vec<usize>,
     thresholds: Vec<f64>,
-    temps: Vec<f64>,
 }
 
-impl IdkFit {
+impl Chain {
     fn describe(&self, ctx: &Context) -> String {
         let mut s = String::new();
-        for (k, &c) in self.chain.iter().enumerate() {
+        for (k, &c) in self.cols.iter().enumerate() {
             s.push_str(&ctx.data.variants[c].name);
             if let Some(t) = self.thresholds.get(k) {
                 s.push_str(&format!(" >={t:.2} -> "));
@@ -77,6 +76,31 @@ impl IdkFit {
         }
         s
     }
+
+    /// Walks the chain on image `i` after `ms` host milliseconds already spent, the variants
+    /// in `ran` (a bit mask over columns) already run and not paid again.
+    fn walk(&self, ctx: &Context, conf: &[Vec<f64>], i: usize, mut ms: f64, ran: u32) -> Outcome {
+        let d = ctx.data;
+        let last = self.cols.len().saturating_sub(1);
+        for (k, &col) in self.cols.iter().enumerate() {
+            let v = &d.variants[col];
+            if ran & (1 << col) == 0 {
+                ms += v.stage_ms;
+            }
+            if k == last || self.thresholds.get(k).is_some_and(|&t| conf[col][i] >= t) {
+                return ctx.local(i, ms, v.correct[i], v.top5[i], Answer::Local(col));
+            }
+        }
+        // Unreachable for a non-empty chain.
+        ctx.local(i, ms, false, false, Answer::Local(0))
+    }
+}
+
+/// A fitted cascade and the temperatures its confidences are taken at.
+#[derive(Debug, Clone, PartialEq)]
+struct IdkFit {
+    chain: Chain,
+    temps: Vec<f64>,
 }
 
 /// A cascade fitted on training images: the IDK cascade (every pair of variants and the full
@@ -114,13 +138,18 @@ impl IdkCascade {
         }
     }
 
-    /// The candidates the fit chooses among: chains and their thresholds.
-    fn candidates(&self, nv: usize) -> Vec<(Vec<usize>, Vec<f64>)> {
+    /// The candidates the fit chooses among.
+    fn candidates(&self, nv: usize) -> Vec<Chain> {
         let grid = THRESHOLDS.map(f64::from);
         if !self.three_stage {
             return chains(nv)
                 .into_iter()
-                .flat_map(|c| grid.map(|t| (c.clone(), vec![t; c.len() - 1])))
+                .flat_map(|cols| {
+                    grid.map(|t| Chain {
+                        thresholds: vec![t; cols.len() - 1],
+                        cols: cols.clone(),
+                    })
+                })
                 .collect();
         }
         let mut out = Vec::new();
@@ -129,7 +158,10 @@ impl IdkCascade {
                 for c in b + 1..nv {
                     for t1 in grid {
                         for t2 in grid {
-                            out.push((vec![a, b, c], vec![t1, t2]));
+                            out.push(Chain {
+                                cols: vec![a, b, c],
+                                thresholds: vec![t1, t2],
+                            });
                         }
                     }
                 }
@@ -155,42 +187,8 @@ fn confidences(data: &EvalData, images: &[usize], temps: &[f64]) -> Vec<Vec<f64>
         .collect()
 }
 
-/// Walks `chain` on image `i` after `ms` host milliseconds already spent, the variants in
-/// `ran` (a bit mask over columns) already run and not paid again.
-fn walk(
-    ctx: &Context,
-    chain: &[usize],
-    thresholds: &[f64],
-    conf: &[Vec<f64>],
-    i: usize,
-    mut ms: f64,
-    ran: u32,
-) -> Outcome {
-    let d = ctx.data;
-    let last = chain.len().saturating_sub(1);
-    for (k, &col) in chain.iter().enumerate() {
-        let v = &d.variants[col];
-        if ran & (1 << col) == 0 {
-            ms += v.stage_ms;
-        }
-        if k == last || thresholds.get(k).is_some_and(|&t| conf[col][i] >= t) {
-            return ctx.local(i, ms, v.correct[i], v.top5[i], Answer::Local(col));
-        }
-    }
-    // Unreachable for a non-empty chain.
-    ctx.local(i, ms, false, false, Answer::Local(0))
-}
-
 fn idk_step(ctx: &Context, f: &IdkFit, conf: &[Vec<f64>], i: usize) -> Outcome {
-    walk(
-        ctx,
-        &f.chain,
-        &f.thresholds,
-        conf,
-        i,
-        ctx.data.decode_ms[i],
-        0,
-    )
+    f.chain.walk(ctx, conf, i, ctx.data.decode_ms[i], 0)
 }
 
 /// Candidate chains: every pair in cost order and the full ladder.
@@ -224,10 +222,9 @@ impl Contender for IdkCascade {
         let conf = confidences(ctx.data, train, &temps);
         let mut fits = Vec::new();
         let mut scores = Vec::new();
-        for (chain, thresholds) in self.candidates(ctx.data.n_variants()) {
+        for chain in self.candidates(ctx.data.n_variants()) {
             let f = IdkFit {
                 chain,
-                thresholds,
                 temps: temps.clone(),
             };
             let outs: Vec<Outcome> = train.iter().map(|&i| idk_step(ctx, &f, &conf, i)).collect();
@@ -256,7 +253,7 @@ impl Contender for IdkCascade {
             family(self.calibrated),
             format!(
                 "{} on {} confidence (last fold's fit)",
-                f.describe(ctx),
+                f.chain.describe(ctx),
                 suffix(self.calibrated)
             ),
         );
@@ -266,32 +263,30 @@ impl Contender for IdkCascade {
     }
 }
 
-/// A chain of the easy/hard router: one variant, or two with a threshold.
-#[derive(Debug, Clone, PartialEq)]
-struct Branch {
-    chain: Vec<usize>,
-    thresholds: Vec<f64>,
-}
-
 /// A fitted easy/hard router: the cheapest variant runs; at calibrated confidence >= `tau`
-/// the image takes the easy branch, otherwise the hard one. A branch that starts with the
-/// cheapest variant reuses its answer.
+/// the image takes the easy branch, otherwise the hard one. Each branch is one variant or a
+/// two-stage cascade; one that starts with the cheapest variant reuses its answer.
 #[derive(Debug, Clone, PartialEq)]
 struct RouteFit {
     tau: f64,
-    easy: Branch,
-    hard: Branch,
+    easy: Chain,
+    hard: Chain,
     temps: Vec<f64>,
 }
 
-fn route_step(ctx: &Context, f: &RouteFit, conf: &[Vec<f64>], i: usize) -> Outcome {
+/// A branch's outcome on image `i`, after decoding and running the cheapest variant.
+fn branch_step(ctx: &Context, b: &Chain, conf: &[Vec<f64>], i: usize) -> Outcome {
     let ms = ctx.data.decode_ms[i] + ctx.data.variants[0].stage_ms;
+    b.walk(ctx, conf, i, ms, 1)
+}
+
+fn route_step(ctx: &Context, f: &RouteFit, conf: &[Vec<f64>], i: usize) -> Outcome {
     let b = if conf[0][i] >= f.tau {
         &f.easy
     } else {
         &f.hard
     };
-    walk(ctx, &b.chain, &b.thresholds, conf, i, ms, 1)
+    branch_step(ctx, b, conf, i)
 }
 
 /// Routing by the cheapest variant's calibrated confidence to an easy or a hard branch.
@@ -311,14 +306,14 @@ impl Contender for EasyHardRouting {
         let nv = ctx.data.n_variants();
         let mut branches = Vec::new();
         for a in 0..nv {
-            branches.push(Branch {
-                chain: vec![a],
+            branches.push(Chain {
+                cols: vec![a],
                 thresholds: Vec::new(),
             });
             for b in a + 1..nv {
                 for &t in &COARSE_THRESHOLDS {
-                    branches.push(Branch {
-                        chain: vec![a, b],
+                    branches.push(Chain {
+                        cols: vec![a, b],
                         thresholds: vec![f64::from(t)],
                     });
                 }
@@ -330,10 +325,7 @@ impl Contender for EasyHardRouting {
             .map(|b| {
                 train
                     .iter()
-                    .map(|&i| {
-                        let ms = ctx.data.decode_ms[i] + ctx.data.variants[0].stage_ms;
-                        walk(ctx, &b.chain, &b.thresholds, &conf, i, ms, 1)
-                    })
+                    .map(|&i| branch_step(ctx, b, &conf, i))
                     .collect()
             })
             .collect();
@@ -383,14 +375,6 @@ impl Contender for EasyHardRouting {
         let Some(f) = self.fit.as_ref() else {
             return Ok(Vec::new());
         };
-        let describe = |b: &Branch| {
-            IdkFit {
-                chain: b.chain.clone(),
-                thresholds: b.thresholds.clone(),
-                temps: Vec::new(),
-            }
-            .describe(ctx)
-        };
         let mut run = PolicyRun::new(
             "easy/hard routing (calibrated)",
             Family::CascadeCalibrated,
@@ -398,8 +382,8 @@ impl Contender for EasyHardRouting {
                 "{} >={:.2}: {}, else {} (last fold's fit)",
                 ctx.data.variants[0].name,
                 f.tau,
-                describe(&f.easy),
-                describe(&f.hard)
+                f.easy.describe(ctx),
+                f.hard.describe(ctx)
             ),
         );
         let conf = confidences(ctx.data, test, &f.temps);
@@ -539,7 +523,7 @@ mod tests {
         let target = best_single_top1(&fx.data, &all) - 0.003 - 1e-9;
         let mut staged = IdkCascade::three_stage();
         staged.fit(&ctx, &all).unwrap();
-        assert_eq!(staged.fit.as_ref().unwrap().thresholds.len(), 2);
+        assert_eq!(staged.fit.as_ref().unwrap().chain.thresholds.len(), 2);
         let mut routing = EasyHardRouting::default();
         routing.fit(&ctx, &all).unwrap();
         for run in [staged.run(&ctx, &all), routing.run(&ctx, &all)] {
@@ -560,12 +544,12 @@ mod tests {
         let f = RouteFit {
             tau: 0.6,
             // Easy: the probe's own answer. Hard: the costliest variant.
-            easy: Branch {
-                chain: vec![0],
+            easy: Chain {
+                cols: vec![0],
                 thresholds: Vec::new(),
             },
-            hard: Branch {
-                chain: vec![2],
+            hard: Chain {
+                cols: vec![2],
                 thresholds: Vec::new(),
             },
             temps,
